@@ -1,0 +1,321 @@
+package inject
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// Op is one JSON patch operation (RFC 6902). The mutation produces only "add" and "replace"
+// operations, on paths oras-cache owns.
+type Op struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// ImageResolver reads the ENTRYPOINT and CMD of an image from its registry, using the pod's
+// imagePullSecrets (Secret names in namespace) when needed.
+type ImageResolver interface {
+	Command(ctx context.Context, image, namespace string, pullSecrets []string) (entrypoint, cmd []string, err error)
+}
+
+// Mutator turns an incoming pod into a patch, a denial or a no-op.
+type Mutator struct {
+	Config *Config
+	// Images resolves ENTRYPOINT/CMD for app containers without a command; nil denies such pods.
+	Images ImageResolver
+}
+
+// Result is the outcome of Mutate: exactly one of Skip, Denials or Patch is set.
+type Result struct {
+	// Skip says why the pod is admitted unchanged.
+	Skip string
+	// Denials say why the pod is refused.
+	Denials []*Denial
+	// Patch is the JSON patch to apply.
+	Patch []Op
+	// Spec is what the annotations asked for (when patched).
+	Spec *Spec
+}
+
+// Message joins the denials into what the user reads.
+func (r *Result) Message() string {
+	parts := make([]string, len(r.Denials))
+	for i, d := range r.Denials {
+		parts[i] = d.Error()
+	}
+	return "oras-cache: " + strings.Join(parts, "; ")
+}
+
+// rawPod is the part of the incoming JSON whose presence decides between "add the list" and
+// "append to the list". Everything else in the pod is never read back or re-marshalled.
+type rawPod struct {
+	Spec struct {
+		Volumes        json.RawMessage `json:"volumes"`
+		InitContainers json.RawMessage `json:"initContainers"`
+		Containers     []struct {
+			Command      json.RawMessage `json:"command"`
+			Args         json.RawMessage `json:"args"`
+			VolumeMounts json.RawMessage `json:"volumeMounts"`
+		} `json:"containers"`
+	} `json:"spec"`
+}
+
+func present(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
+
+// Mutate decides what to do with the pod JSON raw, created in namespace.
+func (m *Mutator) Mutate(ctx context.Context, namespace string, raw []byte) (*Result, error) {
+	var pod corev1.Pod
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	var rp rawPod
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &rp); err != nil {
+		return nil, fmt.Errorf("decode pod: %w", err)
+	}
+	if len(rp.Spec.Containers) != len(pod.Spec.Containers) {
+		return nil, fmt.Errorf("decode pod: inconsistent containers")
+	}
+	spec, skip, denials := Parse(m.Config, &pod)
+	if skip != "" {
+		return &Result{Skip: skip}, nil
+	}
+	if len(denials) > 0 {
+		return &Result{Denials: denials}, nil
+	}
+	app := &pod.Spec.Containers[spec.ContainerIndex]
+	command, args, setArgs, denial := m.appCommand(ctx, namespace, &pod, app)
+	if denial != nil {
+		return &Result{Denials: []*Denial{denial}}, nil
+	}
+	return &Result{Spec: spec, Patch: m.patch(&pod, &rp, spec, command, args, setArgs)}, nil
+}
+
+// appCommand returns the argv the launcher runs (before the container's args) and, when the
+// image CMD stands in for missing args, the args to set.
+func (m *Mutator) appCommand(ctx context.Context, namespace string, pod *corev1.Pod, c *corev1.Container) (command, args []string, setArgs bool, denial *Denial) {
+	if len(c.Command) > 0 {
+		return c.Command, nil, false, nil
+	}
+	fail := func(format string, a ...any) *Denial {
+		return &Denial{Reason: ReasonEntrypointLookup, Message: fmt.Sprintf("container %q has no command, so oras-cache needs the ENTRYPOINT of image %q, but %s; set command (and args) in the container to the program to run", c.Name, c.Image, fmt.Sprintf(format, a...))}
+	}
+	if m.Images == nil {
+		return nil, nil, false, fail("image lookup is not configured")
+	}
+	var secrets []string
+	for _, s := range pod.Spec.ImagePullSecrets {
+		if s.Name != "" {
+			secrets = append(secrets, s.Name)
+		}
+	}
+	ep, cmd, err := m.Images.Command(ctx, c.Image, namespace, secrets)
+	if err != nil {
+		return nil, nil, false, fail("%v", err)
+	}
+	if len(ep) == 1 && ep[0] == "" {
+		ep = nil
+	}
+	if len(ep) == 0 && len(c.Args) == 0 && len(cmd) == 0 {
+		return nil, nil, false, fail("the image has neither ENTRYPOINT nor CMD")
+	}
+	command = escapeAll(ep)
+	if len(c.Args) == 0 && len(cmd) > 0 {
+		return command, escapeAll(cmd), true, nil
+	}
+	return command, nil, false, nil
+}
+
+// escapeAll protects strings from the image config against the kubelet's $(VAR) expansion:
+// every '$' becomes "$$", which the kubelet turns back into '$'.
+func escapeAll(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = strings.ReplaceAll(s, "$", "$$")
+	}
+	return out
+}
+
+// pointerEscape escapes a JSON pointer token (RFC 6901).
+func pointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// appendOp adds value to the list at path, creating the list when the pod has none.
+func appendOp(path string, exists bool, value any) Op {
+	if exists {
+		return Op{Op: "add", Path: path + "/-", Value: value}
+	}
+	return Op{Op: "add", Path: path, Value: []any{value}}
+}
+
+func setOp(path string, exists bool, value any) Op {
+	if exists {
+		return Op{Op: "replace", Path: path, Value: value}
+	}
+	return Op{Op: "add", Path: path, Value: value}
+}
+
+func (m *Mutator) patch(pod *corev1.Pod, rp *rawPod, spec *Spec, command, imageArgs []string, setArgs bool) []Op {
+	i := spec.ContainerIndex
+	app := &pod.Spec.Containers[i]
+	rc := rp.Spec.Containers[i]
+	cpath := fmt.Sprintf("/spec/containers/%d", i)
+	mount := corev1.VolumeMount{Name: VolumeName, MountPath: MountPath}
+
+	ops := []Op{appendOp("/spec/volumes", present(rp.Spec.Volumes), corev1.Volume{
+		Name:         VolumeName,
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+	})}
+
+	// init container: install the launcher, pull the inputs
+	initArgs := []string{"init", "--share", MountPath}
+	var inVars []string
+	for _, in := range spec.Inputs {
+		initArgs = append(initArgs, "--input", in.Raw)
+		inVars = append(inVars, in.Vars...)
+	}
+	if !spec.Unpack {
+		initArgs = append(initArgs, "--unpack=false")
+	}
+	if spec.Debug {
+		initArgs = append(initArgs, "--debug")
+	}
+	initC := m.container(InitContainerName, spec, app, initArgs, inVars)
+	initC.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+	ops = append(ops, appendOp("/spec/initContainers", present(rp.Spec.InitContainers), initC))
+
+	// app container: the launcher runs the original argv
+	launch := []string{LauncherPath, "launch", "--share", MountPath}
+	if spec.InputPath != "" {
+		launch = append(launch, "--input-path", spec.InputPath)
+	}
+	if spec.OutputPath != "" {
+		launch = append(launch, "--output-path", spec.OutputPath)
+	}
+	if spec.OutputPipe != "" {
+		launch = append(launch, "--output-pipe", spec.OutputPipe)
+	}
+	launch = append(launch, "--")
+	launch = append(launch, command...)
+	ops = append(ops, setOp(cpath+"/command", present(rc.Command), launch))
+	if setArgs {
+		ops = append(ops, setOp(cpath+"/args", present(rc.Args), imageArgs))
+	}
+	ops = append(ops, appendOp(cpath+"/volumeMounts", present(rc.VolumeMounts), mount))
+
+	// push sidecar
+	if spec.Output != nil {
+		pushArgs := []string{"push", "--share", MountPath, "--output", spec.Output.Raw}
+		if spec.PushOnFailure {
+			pushArgs = append(pushArgs, "--push-on-failure")
+		}
+		if spec.Debug {
+			pushArgs = append(pushArgs, "--debug")
+		}
+		push := m.container(PushContainerName, spec, app, pushArgs, spec.Output.Vars)
+		ops = append(ops, Op{Op: "add", Path: "/spec/containers/-", Value: push})
+	}
+
+	ops = append(ops, Op{Op: "add", Path: "/metadata/annotations/" + pointerEscape(AnnotationStatus), Value: StatusInjected})
+	return ops
+}
+
+// container builds an injected container running the sidecar binary.
+func (m *Mutator) container(name string, spec *Spec, app *corev1.Container, args, vars []string) corev1.Container {
+	cfg := m.Config
+	env, envFrom := copyVars(app, vars)
+	env = append(env, m.registryEnv(spec)...)
+	return corev1.Container{
+		Name:                     name,
+		Image:                    spec.Image,
+		ImagePullPolicy:          cfg.Sidecar.ImagePullPolicy,
+		Command:                  []string{SidecarBinary},
+		Args:                     args,
+		EnvFrom:                  envFrom,
+		Env:                      env,
+		Resources:                *cfg.Sidecar.Resources.DeepCopy(),
+		SecurityContext:          cfg.Sidecar.SecurityContext.DeepCopy(),
+		VolumeMounts:             []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
+		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+	}
+}
+
+// registryEnv is the registry address, transport, credentials and deadline of the sidecar.
+func (m *Mutator) registryEnv(spec *Spec) []corev1.EnvVar {
+	cfg := m.Config
+	host, plain, secret := cfg.Registry.Host, cfg.Registry.PlainHTTP, cfg.Registry.AuthSecret
+	if spec.Registry != "" {
+		host, plain, secret = spec.Registry, cfg.plainHTTP(spec.Registry), spec.OrasEnv
+	}
+	env := []corev1.EnvVar{
+		{Name: EnvRegistry, Value: host},
+		{Name: EnvPlainHTTP, Value: fmt.Sprint(plain)},
+	}
+	if secret != "" {
+		ref := func(key string) *corev1.EnvVarSource {
+			return &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}
+		}
+		env = append(env,
+			corev1.EnvVar{Name: EnvUsername, ValueFrom: ref(SecretKeyUsername)},
+			corev1.EnvVar{Name: EnvPassword, ValueFrom: ref(SecretKeyPassword)})
+	}
+	return append(env, corev1.EnvVar{Name: EnvTimeout, Value: cfg.Sidecar.Timeout.Duration.String()})
+}
+
+// copyVars returns the app container's env entries the variables need (and those their values
+// refer to), in their original order, and the container's envFrom when a variable is not in env.
+func copyVars(app *corev1.Container, vars []string) ([]corev1.EnvVar, []corev1.EnvFromSource) {
+	if len(vars) == 0 {
+		return nil, nil
+	}
+	needed := map[string]bool{}
+	for _, v := range vars {
+		needed[v] = true
+	}
+	keep := make([]bool, len(app.Env))
+	// an env value may only refer to entries before it: one backward pass closes the set
+	for i := len(app.Env) - 1; i >= 0; i-- {
+		e := app.Env[i]
+		if !needed[e.Name] {
+			continue
+		}
+		keep[i] = true
+		if refs, _, err := findVars(e.Value, ""); err == nil {
+			for _, r := range refs {
+				needed[r] = true
+			}
+		}
+	}
+	defined := map[string]bool{}
+	var env []corev1.EnvVar
+	for i, e := range app.Env {
+		defined[e.Name] = true
+		if !keep[i] {
+			continue
+		}
+		e = *e.DeepCopy()
+		if e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.ContainerName == "" {
+			// a resourceFieldRef without containerName means "this container": keep the app's
+			e.ValueFrom.ResourceFieldRef.ContainerName = app.Name
+		}
+		env = append(env, e)
+	}
+	var envFrom []corev1.EnvFromSource
+	for name := range needed {
+		if !defined[name] {
+			for _, f := range app.EnvFrom {
+				envFrom = append(envFrom, *f.DeepCopy())
+			}
+			break
+		}
+	}
+	return env, envFrom
+}
