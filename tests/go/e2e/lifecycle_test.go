@@ -56,8 +56,8 @@ func persistentVolume(t *testing.T, ns string) string {
 func TestLifecycle(t *testing.T) {
 	ns := newNamespace(t, "e2e-life")
 	class := persistentVolume(t, ns)
-	values := []string{"--set", "persistence.enabled=true", "--set", "persistence.storageClass=" + class,
-		"--set", "persistence.keepOnUninstall=true"}
+	values := []string{"--set", "registry.persistence.enabled=true", "--set", "registry.persistence.storageClass=" + class,
+		"--set", "registry.persistence.keepOnUninstall=true"}
 	helmInstall(t, ns, values...)
 	reg := portForwardRegistry(t, ns)
 
