@@ -1,0 +1,203 @@
+package artifact
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/converged-computing/oras-cache/sidecar/transfer"
+)
+
+// Client talks to registries with the settings of one transfer.Config.
+type Client struct {
+	cfg  transfer.Config
+	http *auth.Client
+	log  Logger
+	// Backoff bounds (tests shorten them).
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// NewClient builds the HTTP stack: plain HTTP or TLS (custom CA), basic auth from the config.
+func NewClient(cfg transfer.Config, log Logger) (*Client, error) {
+	if log == nil {
+		log = nopLogger{}
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 5 * time.Minute, // a registry may take a while to commit a big blob
+		ExpectContinueTimeout: time.Second,
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        256 << 10,
+	}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	ac := &auth.Client{
+		Client: &http.Client{Transport: tr},
+		Cache:  auth.NewCache(),
+		Header: http.Header{"User-Agent": {"oras-cache-sidecar"}},
+	}
+	if cfg.Username != "" {
+		cred := auth.Credential{Username: cfg.Username, Password: cfg.Password}
+		ac.Credential = func(context.Context, string) (auth.Credential, error) { return cred, nil }
+	}
+	return &Client{cfg: cfg, http: ac, log: log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second}, nil
+}
+
+// ParseRef resolves a reference: one without a registry host (no '.' or ':' in its first
+// component, and not "localhost") is relative to the cache registry; the tag defaults to latest.
+func ParseRef(raw, defaultRegistry string) (registry.Reference, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return registry.Reference{}, errors.New("empty reference")
+	}
+	first, _, hasSlash := strings.Cut(raw, "/")
+	if !hasSlash || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+		if defaultRegistry == "" {
+			return registry.Reference{}, fmt.Errorf("reference %q has no registry host and %s is not set", raw, transfer.EnvRegistry)
+		}
+		raw = strings.TrimSuffix(defaultRegistry, "/") + "/" + raw
+	}
+	ref, err := registry.ParseReference(raw)
+	if err != nil {
+		return registry.Reference{}, fmt.Errorf("reference %q: %w", raw, err)
+	}
+	if ref.Reference == "" {
+		ref.Reference = "latest"
+	}
+	return ref, nil
+}
+
+func (c *Client) repository(ref registry.Reference) *remote.Repository {
+	return &remote.Repository{
+		Client:          c.http,
+		Reference:       ref,
+		PlainHTTP:       c.cfg.PlainHTTP,
+		SkipReferrersGC: true,
+	}
+}
+
+// retry runs op until it succeeds, fails with a permanent error, or ctx ends. Connection errors,
+// 408, 429 and 5xx are retried with exponential backoff and full jitter.
+func (c *Client) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	backoff := c.MinBackoff
+	for attempt := 1; ; attempt++ {
+		err := op(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: gave up when the deadline passed after %d attempt(s): %w", what, attempt, err)
+		}
+		if !Retryable(err) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		sleep := backoff/2 + rand.N(backoff/2+1)
+		c.log.Warn("retrying", "op", what, "attempt", attempt, "in", sleep.Round(time.Millisecond).String(), "error", err.Error())
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%s: gave up when the deadline passed after %d attempt(s): %w", what, attempt, err)
+		case <-t.C:
+		}
+		backoff = min(backoff*2, c.MaxBackoff)
+	}
+}
+
+// Retryable reports whether err is worth another attempt: network failures, truncated
+// responses, HTTP 408/429/5xx.
+func Retryable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var perm *permanentError
+	if errors.As(err, &perm) {
+		return false
+	}
+	var er *errcode.ErrorResponse
+	if errors.As(err, &er) {
+		return er.StatusCode == http.StatusRequestTimeout || er.StatusCode == http.StatusTooManyRequests || er.StatusCode >= 500
+	}
+	if errors.Is(err, errdef.ErrNotFound) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return true
+	}
+	msg := err.Error()
+	for _, s := range []string{"connection refused", "connection reset", "broken pipe", "EOF", "server closed", "unexpected status code 5"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// permanentError marks an error that no retry can fix (digest mismatch, unsafe archive...).
+type permanentError struct{ err error }
+
+func (p *permanentError) Error() string { return p.err.Error() }
+func (p *permanentError) Unwrap() error { return p.err }
+
+func permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// Logger is the subset of *slog.Logger the package uses.
+type Logger interface {
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+}
+
+type nopLogger struct{}
+
+func (nopLogger) Info(string, ...any) {}
+func (nopLogger) Warn(string, ...any) {}

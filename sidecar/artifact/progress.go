@@ -1,0 +1,63 @@
+package artifact
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// progressThreshold: transfers smaller than this log no progress lines.
+const progressThreshold = 64 << 20
+
+// progressInterval between two progress lines of one transfer.
+var progressInterval = 5 * time.Second
+
+// progress logs "bytes, MB/s, percent" at most every progressInterval for big transfers.
+type progress struct {
+	log   Logger
+	what  string
+	total int64 // 0 when unknown
+	start time.Time
+	n     atomic.Int64
+	stop  chan struct{}
+	once  sync.Once
+}
+
+func startProgress(log Logger, what string, total int64) *progress {
+	p := &progress{log: log, what: what, total: total, start: time.Now(), stop: make(chan struct{})}
+	go func() {
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				n := p.n.Load()
+				if n < progressThreshold && p.total < progressThreshold {
+					continue
+				}
+				p.line("progress", n)
+			}
+		}
+	}()
+	return p
+}
+
+func (p *progress) set(n int64) { p.n.Store(n) }
+func (p *progress) add(n int64) { p.n.Add(n) }
+
+func (p *progress) line(msg string, n int64) {
+	secs := time.Since(p.start).Seconds()
+	args := []any{"op", p.what, "bytes", n, "MBps", round1(float64(n) / 1e6 / max(secs, 1e-3))}
+	if p.total > 0 {
+		args = append(args, "total", p.total, "percent", round1(100*float64(n)/float64(p.total)))
+	}
+	p.log.Info(msg, args...)
+}
+
+func (p *progress) done() {
+	p.once.Do(func() { close(p.stop) })
+}
+
+func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }

@@ -1,0 +1,239 @@
+package artifact
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote"
+)
+
+// PushOptions tune one push.
+type PushOptions struct {
+	// TmpDir holds the packed tar+gzip of directories until they are uploaded (default os.TempDir()).
+	TmpDir string
+	// Annotations are added to the manifest. They change its digest: by default there are none,
+	// so identical content gives an identical manifest digest.
+	Annotations map[string]string
+}
+
+// PushResult is what one push did.
+type PushResult struct {
+	Reference     string `json:"reference"`
+	Digest        string `json:"digest"`
+	Size          int64  `json:"size"` // sum of the layer sizes
+	Files         int    `json:"files"`
+	UploadedBytes int64  `json:"uploadedBytes"` // blob bytes actually sent (0 when the registry had them all)
+	DurationMs    int64  `json:"durationMs"`
+}
+
+type layer struct {
+	desc  ocispec.Descriptor
+	path  string // file to upload
+	files int
+	temp  bool
+}
+
+// Push packs every path (a file or a directory; the layer is titled with its base name) exactly as
+// `oras push` would and pushes the artifact to rawRef (a tag). The tag is moved only after every
+// blob is in the registry, so it never points at a partial artifact. Blobs the registry already
+// has are not uploaded again. Retries and the total deadline come from the config.
+func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts PushOptions) (PushResult, error) {
+	start := time.Now()
+	res := PushResult{}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	ref, err := ParseRef(rawRef, c.cfg.Registry)
+	if err != nil {
+		return res, err
+	}
+	if _, err := ref.Digest(); err == nil {
+		return res, fmt.Errorf("push reference %s must be a tag, not a digest", ref)
+	}
+	res.Reference = ref.String()
+	if len(paths) == 0 {
+		return res, fmt.Errorf("push %s: nothing to push", ref)
+	}
+	if opts.TmpDir == "" {
+		opts.TmpDir = os.TempDir()
+	}
+	var layers []layer
+	defer func() {
+		for _, l := range layers {
+			if l.temp {
+				os.Remove(l.path)
+			}
+		}
+	}()
+	titles := map[string]bool{}
+	for _, p := range paths {
+		l, err := c.packLayer(ctx, p, opts.TmpDir)
+		if l.temp && l.path != "" && err != nil {
+			os.Remove(l.path)
+		}
+		if err != nil {
+			return res, fmt.Errorf("push %s: packing %s: %w", ref, p, err)
+		}
+		layers = append(layers, l)
+		title := l.desc.Annotations[AnnotationTitle]
+		if titles[title] {
+			return res, fmt.Errorf("push %s: two outputs are named %q", ref, title)
+		}
+		titles[title] = true
+		res.Size += l.desc.Size
+		res.Files += l.files
+	}
+	repo := c.repository(ref)
+
+	// The empty config, then the layers; the manifest (and tag) last.
+	cfg := ocispec.DescriptorEmptyJSON
+	if err := c.uploadBlob(ctx, repo, cfg, func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(cfg.Data)), nil
+	}, &res); err != nil {
+		return res, fmt.Errorf("push %s: %w", ref, err)
+	}
+	descs := make([]ocispec.Descriptor, 0, len(layers))
+	for _, l := range layers {
+		path := l.path
+		if err := c.uploadBlob(ctx, repo, l.desc, func() (io.ReadCloser, error) { return os.Open(path) }, &res); err != nil {
+			return res, fmt.Errorf("push %s: %w", ref, err)
+		}
+		descs = append(descs, l.desc)
+	}
+	cfg.Data = nil
+	manifest := ocispec.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    ocispec.MediaTypeImageManifest,
+		ArtifactType: ArtifactType,
+		Config:       ocispec.DescriptorEmptyJSON,
+		Layers:       descs,
+		Annotations:  opts.Annotations,
+	}
+	mb, err := json.Marshal(manifest)
+	if err != nil {
+		return res, err
+	}
+	mdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb)), ArtifactType: ArtifactType}
+	err = c.retry(ctx, "push manifest "+ref.String(), func(ctx context.Context) error {
+		return repo.PushReference(ctx, mdesc, bytes.NewReader(mb), ref.Reference)
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Digest = mdesc.Digest.String()
+	res.DurationMs = time.Since(start).Milliseconds()
+	c.log.Info("pushed", "reference", res.Reference, "digest", res.Digest, "size", res.Size, "files", res.Files,
+		"uploadedBytes", res.UploadedBytes, "durationMs", res.DurationMs)
+	return res, nil
+}
+
+// packLayer turns one path into a layer: a file as is, a directory as a tar+gzip temp file.
+func (c *Client) packLayer(ctx context.Context, p, tmpDir string) (layer, error) {
+	var l layer
+	fi, err := os.Stat(p)
+	if err != nil {
+		return l, err
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return l, err
+	}
+	title := filepath.Base(abs)
+	if title == "/" || title == "." {
+		return l, fmt.Errorf("cannot name a layer after %q", p)
+	}
+	start := time.Now()
+	switch {
+	case fi.Mode().IsRegular():
+		prog := startProgress(c.log, "hash "+title, fi.Size())
+		d, n, err := fileDigest(ctx, p, prog.set)
+		prog.done()
+		if err != nil {
+			return l, err
+		}
+		l = layer{path: p, files: 1, desc: ocispec.Descriptor{MediaType: MediaTypeFile, Digest: d, Size: n,
+			Annotations: map[string]string{AnnotationTitle: title}}}
+	case fi.IsDir():
+		f, err := os.CreateTemp(tmpDir, ".pack-*.tar.gz")
+		if err != nil {
+			return l, err
+		}
+		l.path, l.temp = f.Name(), true
+		prog := startProgress(c.log, "pack "+title, 0)
+		hw := newHashingWriter(f)
+		st, err := PackDir(ctx, p, title, hw, c.cfg.CompressionLevel, prog.set)
+		prog.done()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return l, err
+		}
+		for _, s := range st.Skipped {
+			c.log.Warn("skipped a special file (not data)", "entry", s)
+		}
+		l.files = st.Files
+		l.desc = ocispec.Descriptor{MediaType: MediaTypeTarGzip, Digest: hw.digest(), Size: hw.n,
+			Annotations: map[string]string{
+				AnnotationTitle:    title,
+				AnnotationTarDigst: st.TarDigest.String(),
+				AnnotationUnpack:   "true",
+			}}
+		secs := time.Since(start).Seconds()
+		c.log.Info("packed", "path", p, "files", st.Files, "tarBytes", st.TarSize, "gzipBytes", hw.n,
+			"seconds", round1(secs), "MBps", round1(float64(st.TarSize)/1e6/max(secs, 1e-3)))
+	default:
+		return l, fmt.Errorf("%s is %w", p, errNotDirOrFile)
+	}
+	return l, nil
+}
+
+// uploadBlob uploads desc unless the registry has it, retrying from the start of the content.
+func (c *Client) uploadBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, open func() (io.ReadCloser, error), res *PushResult) error {
+	what := "upload " + desc.Digest.String()
+	if t := desc.Annotations[AnnotationTitle]; t != "" {
+		what = "upload " + t + " (" + desc.Digest.String() + ")"
+	}
+	return c.retry(ctx, what, func(ctx context.Context) error {
+		ok, err := repo.Exists(ctx, desc)
+		if err != nil {
+			return err
+		}
+		if ok {
+			c.log.Info("blob already in the registry", "digest", desc.Digest.String(), "size", desc.Size)
+			return nil
+		}
+		rc, err := open()
+		if err != nil {
+			return permanent(err)
+		}
+		defer rc.Close()
+		prog := startProgress(c.log, what, desc.Size)
+		defer prog.done()
+		body := &countingReader{r: rc, p: prog}
+		if err := repo.Push(ctx, desc, body); err != nil {
+			return err
+		}
+		res.UploadedBytes += desc.Size
+		return nil
+	})
+}
+
+type countingReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.add(int64(n))
+	return n, err
+}

@@ -1,0 +1,5 @@
+package artifact
+
+import "syscall"
+
+const noFollow = syscall.O_NOFOLLOW

@@ -1,0 +1,124 @@
+// Package transfer holds the sidecar's transfer settings, read from the ORAS_CACHE_* environment
+// variables that the webhook injects (docs/design.md, "What the mutation does", item 6).
+package transfer
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Environment variables (the contract with the webhook and the chart).
+const (
+	EnvRegistry         = "ORAS_CACHE_REGISTRY"          // host[:port] of the cache, used for relative references
+	EnvPlainHTTP        = "ORAS_CACHE_PLAIN_HTTP"        // "true": plain HTTP (default); "false": HTTPS
+	EnvUsername         = "ORAS_CACHE_USERNAME"          // basic auth user (optional)
+	EnvPassword         = "ORAS_CACHE_PASSWORD"          // basic auth password (optional, never logged)
+	EnvTimeout          = "ORAS_CACHE_TIMEOUT"           // total deadline of one pull or push, retries included (Go duration)
+	EnvCAFile           = "ORAS_CACHE_CA_FILE"           // PEM CA bundle for HTTPS registries (optional)
+	EnvCompressionLevel = "ORAS_CACHE_COMPRESSION_LEVEL" // gzip level of directory layers, 1..9 (default 1)
+	EnvMaxUnpackSize    = "ORAS_CACHE_MAX_UNPACK_SIZE"   // bound on the bytes one input may unpack to (default 64Gi)
+)
+
+// Defaults.
+const (
+	DefaultTimeout          = 30 * time.Minute
+	DefaultCompressionLevel = 1
+	DefaultMaxUnpackSize    = int64(64) << 30
+)
+
+// Config is everything a transfer needs.
+type Config struct {
+	Registry         string
+	PlainHTTP        bool
+	Username         string
+	Password         string
+	Timeout          time.Duration
+	CAFile           string
+	CompressionLevel int
+	MaxUnpackSize    int64
+}
+
+// String never prints the password.
+func (c Config) String() string {
+	auth := "none"
+	if c.Username != "" {
+		auth = "basic(" + c.Username + ")"
+	}
+	return fmt.Sprintf("registry=%s plainHTTP=%t auth=%s timeout=%s ca=%q level=%d maxUnpack=%d",
+		c.Registry, c.PlainHTTP, auth, c.Timeout, c.CAFile, c.CompressionLevel, c.MaxUnpackSize)
+}
+
+// Default returns the defaults (plain HTTP, no auth, 30m).
+func Default() Config {
+	return Config{PlainHTTP: true, Timeout: DefaultTimeout, CompressionLevel: DefaultCompressionLevel, MaxUnpackSize: DefaultMaxUnpackSize}
+}
+
+// FromEnv reads the ORAS_CACHE_* variables with getenv (os.Getenv when nil).
+func FromEnv(getenv func(string) string) (Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c := Default()
+	c.Registry = strings.TrimSpace(getenv(EnvRegistry))
+	if v := strings.TrimSpace(getenv(EnvPlainHTTP)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: want true or false", EnvPlainHTTP, v)
+		}
+		c.PlainHTTP = b
+	}
+	c.Username = getenv(EnvUsername)
+	c.Password = getenv(EnvPassword)
+	if (c.Username == "") != (c.Password == "") {
+		return c, fmt.Errorf("%s and %s must be set together", EnvUsername, EnvPassword)
+	}
+	if v := strings.TrimSpace(getenv(EnvTimeout)); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("%s=%q: want a positive Go duration such as 30m", EnvTimeout, v)
+		}
+		c.Timeout = d
+	}
+	c.CAFile = strings.TrimSpace(getenv(EnvCAFile))
+	if v := strings.TrimSpace(getenv(EnvCompressionLevel)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 9 {
+			return c, fmt.Errorf("%s=%q: want 1..9", EnvCompressionLevel, v)
+		}
+		c.CompressionLevel = n
+	}
+	if v := strings.TrimSpace(getenv(EnvMaxUnpackSize)); v != "" {
+		n, err := ParseSize(v)
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: %v", EnvMaxUnpackSize, v, err)
+		}
+		c.MaxUnpackSize = n
+	}
+	return c, nil
+}
+
+// ParseSize reads a byte count: a plain integer or one with a Ki/Mi/Gi/Ti (or K/M/G/T, powers of 1000) suffix.
+func ParseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("want a positive size such as 10Gi")
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size too large")
+	}
+	return n * mult, nil
+}
