@@ -1,0 +1,664 @@
+package tests
+
+// Cross-resource invariants of the chart over a matrix of values: what a cluster would only
+// reveal at run time (a webhook path the server does not serve, a caBundle that did not sign
+// the serving certificate, a Secret key nobody created, a selector that selects nothing).
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"path"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
+
+	"github.com/converged-computing/oras-cache/webhook/inject"
+)
+
+type chartCase struct {
+	name, release, namespace string
+	files                    []string
+	sets                     []string
+}
+
+func chartMatrix(t *testing.T) []chartCase {
+	cases := []chartCase{
+		{name: "defaults", release: "r", namespace: "ns"},
+		{name: "release-contains-chart-name", release: "team-oras-cache", namespace: "team"},
+		{name: "longest-release-name", release: "a-release-name-that-is-as-long-as-helm-allows-53-char", namespace: "a-namespace-with-a-rather-long-name-too"},
+		{name: "overrides", release: "r", namespace: "ns", sets: []string{"nameOverride=cache,fullnameOverride=wf-cache"}},
+		{name: "auth-off", release: "r", namespace: "ns", sets: []string{"auth.enabled=false"}},
+		{name: "auth-existing-secret", release: "r", namespace: "ns", sets: []string{"auth.existingSecret=my-creds"}},
+		{name: "persistence", release: "r", namespace: "ns", sets: []string{"registry.persistence.enabled=true,registry.persistence.keepOnUninstall=true"}},
+		{name: "persistence-existing-claim", release: "r", namespace: "ns", sets: []string{"registry.persistence.enabled=true,registry.persistence.existingClaim=data"}},
+		{name: "headless-other-port", release: "r", namespace: "ns", sets: []string{"registry.service.headless=true,registry.service.port=5050,clusterDomain=example.org"}},
+		{name: "tls-cert-manager", release: "r", namespace: "ns", sets: []string{"webhook.tls.mode=certManager"}},
+		{name: "tls-cert-manager-cluster-issuer", release: "r", namespace: "ns", sets: []string{"webhook.tls.mode=certManager,webhook.tls.certManager.issuerRef.name=corp,webhook.tls.certManager.issuerRef.kind=ClusterIssuer"}},
+		{name: "failure-policy-ignore-one-replica-no-pdb", release: "r", namespace: "ns", sets: []string{"webhook.failurePolicy=Ignore,webhook.replicas=1,webhook.pdb.enabled=false"}},
+		{name: "custom-path-and-ports", release: "r", namespace: "ns", sets: []string{"webhook.path=/oras/mutate,webhook.port=10250,webhook.metricsPort=9090,webhook.healthPort=9091"}},
+		{name: "no-networkpolicy-no-tests", release: "r", namespace: "ns", sets: []string{"networkPolicy.enabled=false,tests.enabled=false"}},
+	}
+	for _, f := range exampleValuesFiles(t) {
+		cases = append(cases, chartCase{name: "example-" + path.Base(f), release: "wf", namespace: "science", files: []string{f}})
+	}
+	return cases
+}
+
+func TestChartInvariants(t *testing.T) {
+	for _, c := range chartMatrix(t) {
+		t.Run(c.name, func(t *testing.T) {
+			vals := chartValues(t, c.files, c.sets...)
+			o := chartRender(t, c.release, c.namespace, vals)
+			eff := chartEffectiveValues(t, vals)
+			checkMetadata(t, o)
+			checkSelectors(t, o)
+			cfg := checkWebhookWiring(t, o, eff)
+			checkTLS(t, o, eff)
+			checkSecretRefs(t, o, eff, cfg)
+			checkVolumes(t, o)
+			checkRegistry(t, o, eff)
+			checkNetworkPolicy(t, o, eff)
+		})
+	}
+}
+
+// chartEffectiveValues merges the user values over values.yaml, as helm does.
+func chartEffectiveValues(t *testing.T, vals map[string]any) map[string]any {
+	t.Helper()
+	merged := map[string]any{}
+	require.NoError(t, yaml.Unmarshal(mustRead(t, chartDir+"/values.yaml"), &merged))
+	var deepMerge func(dst, src map[string]any)
+	deepMerge = func(dst, src map[string]any) {
+		for k, v := range src {
+			if sm, ok := v.(map[string]any); ok {
+				if dm, ok := dst[k].(map[string]any); ok {
+					deepMerge(dm, sm)
+					continue
+				}
+			}
+			dst[k] = v
+		}
+	}
+	// round-trip through YAML so numbers have one representation
+	b, err := yaml.Marshal(vals)
+	require.NoError(t, err)
+	var v map[string]any
+	require.NoError(t, yaml.Unmarshal(b, &v))
+	deepMerge(merged, v)
+	return merged
+}
+
+func val(m map[string]any, dotted string) any {
+	var cur any = m
+	for _, k := range strings.Split(dotted, ".") {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[k]
+	}
+	return cur
+}
+
+func sval(m map[string]any, dotted string) string {
+	v := val(m, dotted)
+	if v == nil {
+		return ""
+	}
+	return fmt.Sprint(v)
+}
+
+func bval(m map[string]any, dotted string) bool { v, _ := val(m, dotted).(bool); return v }
+
+func ival(t *testing.T, m map[string]any, dotted string) int {
+	n, err := strconv.Atoi(sval(m, dotted))
+	require.NoError(t, err, dotted)
+	return n
+}
+
+var chartLabelKeys = []string{
+	"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+	"app.kubernetes.io/component", "app.kubernetes.io/managed-by", "helm.sh/chart",
+}
+
+func checkMetadata(t *testing.T, o *chartObjects) {
+	seen := map[string]bool{}
+	for _, obj := range o.All {
+		kind := o.Kinds[obj]
+		id := kind + "/" + obj.GetName()
+		assert.False(t, seen[id], "duplicate %s", id)
+		seen[id] = true
+		assert.Empty(t, validation.IsDNS1123Subdomain(obj.GetName()), id)
+		assert.LessOrEqual(t, len(obj.GetName()), 63, id)
+		if kind == "MutatingWebhookConfiguration" {
+			assert.Empty(t, obj.GetNamespace(), "%s is cluster-scoped", id)
+		} else {
+			assert.Equal(t, o.Namespace, obj.GetNamespace(), "%s namespace", id)
+		}
+		for _, k := range chartLabelKeys {
+			assert.NotEmpty(t, obj.GetLabels()[k], "%s label %s", id, k)
+		}
+		assert.Equal(t, o.Release, obj.GetLabels()["app.kubernetes.io/instance"], id)
+		assert.Contains(t, []string{"registry", "webhook", "test"}, obj.GetLabels()["app.kubernetes.io/component"], id)
+	}
+	for _, s := range o.Services {
+		assert.Empty(t, validation.IsDNS1035Label(s.Name), "Service %s must be a DNS-1035 label", s.Name)
+	}
+	require.Len(t, o.Deployments, 2)
+	require.Len(t, o.MWCs, 1)
+}
+
+func selectorOf(t *testing.T, ls *metav1.LabelSelector) labels.Selector {
+	s, err := metav1.LabelSelectorAsSelector(ls)
+	require.NoError(t, err)
+	return s
+}
+
+// chartPods are the pod templates of the chart: Deployments and the test pod.
+func chartPods(o *chartObjects) map[string]map[string]string {
+	pods := map[string]map[string]string{}
+	for n, d := range o.Deployments {
+		pods["deployment/"+n] = d.Spec.Template.Labels
+	}
+	for n, p := range o.TestPods {
+		pods["pod/"+n] = p.Labels
+	}
+	return pods
+}
+
+func matching(sel labels.Selector, pods map[string]map[string]string) []string {
+	var out []string
+	for _, n := range sortedKeys(pods) {
+		if sel.Matches(labels.Set(pods[n])) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func checkSelectors(t *testing.T, o *chartObjects) {
+	pods := chartPods(o)
+	for n, d := range o.Deployments {
+		sel := selectorOf(t, d.Spec.Selector)
+		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "Deployment %s selects its own pods", n)
+		assert.Equal(t, []string{"deployment/" + n}, matching(sel, pods), "Deployment %s selects only its pods", n)
+	}
+	for n, s := range o.Services {
+		require.NotEmpty(t, s.Spec.Selector, n)
+		assert.Equal(t, []string{"deployment/" + n}, matching(labels.SelectorFromSet(s.Spec.Selector), pods),
+			"Service %s selects exactly the Deployment of the same name", n)
+	}
+	for n, p := range o.PDBs {
+		assert.Equal(t, []string{"deployment/" + n}, matching(selectorOf(t, p.Spec.Selector), pods), "PDB %s", n)
+	}
+	for n, np := range o.NetworkPolicies {
+		assert.Equal(t, []string{"deployment/" + n}, matching(selectorOf(t, &np.Spec.PodSelector), pods), "NetworkPolicy %s", n)
+	}
+	// the chart's own pods never reach the webhook
+	for _, mwc := range o.MWCs {
+		for _, w := range mwc.Webhooks {
+			assert.Empty(t, matching(selectorOf(t, w.ObjectSelector), pods), "objectSelector must exclude the chart's pods")
+			assert.True(t, selectorOf(t, w.ObjectSelector).Matches(labels.Set{"app": "user", "batch.kubernetes.io/job-name": "j"}), "user pods pass the objectSelector")
+			assert.True(t, selectorOf(t, w.NamespaceSelector).Matches(labels.Set{"kubernetes.io/metadata.name": o.Namespace}))
+			assert.False(t, selectorOf(t, w.NamespaceSelector).Matches(labels.Set{"kubernetes.io/metadata.name": o.Namespace + "-other"}))
+		}
+	}
+}
+
+func component(o *chartObjects, comp string) *appsv1.Deployment {
+	for _, d := range o.Deployments {
+		if d.Labels["app.kubernetes.io/component"] == comp {
+			return d
+		}
+	}
+	return nil
+}
+
+func servicePortTarget(t *testing.T, svc *corev1.Service, port int32, pod *corev1.PodSpec) (container *corev1.Container, containerPort int32) {
+	for _, sp := range svc.Spec.Ports {
+		if sp.Port != port {
+			continue
+		}
+		for i := range pod.Containers {
+			c := &pod.Containers[i]
+			for _, cp := range c.Ports {
+				if (sp.TargetPort.Type == intstr.String && sp.TargetPort.StrVal == cp.Name) ||
+					(sp.TargetPort.Type == intstr.Int && sp.TargetPort.IntVal == cp.ContainerPort) {
+					return c, cp.ContainerPort
+				}
+			}
+		}
+	}
+	t.Fatalf("Service %s port %d reaches no container port", svc.Name, port)
+	return nil, 0
+}
+
+// checkWebhookWiring: MWC → Service → container port = server.port, path = server.path; the
+// ConfigMap parses with the webhook's own strict loader.
+func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inject.Config {
+	wd := component(o, "webhook")
+	require.NotNil(t, wd)
+	var mwc *admissionv1.MutatingWebhookConfiguration
+	for _, m := range o.MWCs {
+		mwc = m
+	}
+	require.Len(t, mwc.Webhooks, 1)
+	w := mwc.Webhooks[0]
+	ref := w.ClientConfig.Service
+	require.NotNil(t, ref, "webhook called through its Service")
+	assert.Nil(t, w.ClientConfig.URL)
+	assert.Equal(t, o.Namespace, ref.Namespace)
+	svc := o.Services[ref.Name]
+	require.NotNil(t, svc, "MWC names Service %s, which the chart renders", ref.Name)
+	require.NotNil(t, ref.Port)
+	c, cport := servicePortTarget(t, svc, *ref.Port, &wd.Spec.Template.Spec)
+
+	// the config file the container reads
+	require.Equal(t, []string{"--config", "/etc/oras-cache/config.yaml"}, c.Args)
+	cmName := ""
+	for _, v := range wd.Spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil {
+			cmName = v.ConfigMap.Name
+		}
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == "/etc/oras-cache/config.yaml" && m.SubPath == "config.yaml" {
+			mounted = true
+		}
+	}
+	assert.True(t, mounted, "config.yaml mounted at /etc/oras-cache/config.yaml")
+	cm := o.ConfigMaps[cmName]
+	require.NotNil(t, cm, "webhook ConfigMap %q rendered", cmName)
+	cfg, err := inject.ParseConfig([]byte(cm.Data["config.yaml"]))
+	require.NoError(t, err, "the webhook's own strict loader accepts the chart's config:\n%s", cm.Data["config.yaml"])
+
+	assert.Equal(t, o.Release, cfg.CacheName)
+	assert.Equal(t, o.Namespace, cfg.Namespace)
+	assert.Equal(t, int(cport), cfg.Server.Port, "Service → container port is the port the server listens on")
+	require.NotNil(t, ref.Path)
+	assert.Equal(t, *ref.Path, cfg.Server.Path, "the MWC path is the path the server serves")
+	assert.Equal(t, sval(eff, "webhook.path"), cfg.Server.Path)
+
+	// health probes hit the health address of the config
+	_, hport, err := net.SplitHostPort(cfg.Server.HealthAddr)
+	require.NoError(t, err)
+	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+		require.NotNil(t, p)
+		require.NotNil(t, p.HTTPGet)
+		assert.Equal(t, hport, strconv.Itoa(int(namedPort(t, c, p.HTTPGet.Port))))
+	}
+	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+
+	// TLS files where the server looks for them
+	tlsMounted := false
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == cfg.Server.CertDir {
+			tlsMounted = true
+		}
+	}
+	assert.True(t, tlsMounted, "certDir %s mounted", cfg.Server.CertDir)
+
+	// the registry host the injected containers use is the registry Service
+	rsvc := o.Services[component(o, "registry").Name]
+	require.NotNil(t, rsvc)
+	wantHost := fmt.Sprintf("%s.%s.svc.%s:%d", rsvc.Name, o.Namespace, sval(eff, "clusterDomain"), rsvc.Spec.Ports[0].Port)
+	assert.Equal(t, wantHost, cfg.Registry.Host)
+	assert.True(t, cfg.Registry.PlainHTTP)
+	assert.Equal(t, sval(eff, "sidecar.image.repository")+":"+orDefault(sval(eff, "sidecar.image.tag"), chartLoad(t).Metadata.AppVersion), cfg.Sidecar.Image)
+
+	// admission scope and policy
+	assert.Equal(t, admissionv1.FailurePolicyType(sval(eff, "webhook.failurePolicy")), *w.FailurePolicy)
+	assert.Equal(t, admissionv1.SideEffectClassNone, *w.SideEffects)
+	assert.Equal(t, int32(ival(t, eff, "webhook.timeoutSeconds")), *w.TimeoutSeconds)
+	assert.Equal(t, []string{"v1"}, w.AdmissionReviewVersions)
+	require.Len(t, w.Rules, 1)
+	assert.Equal(t, []admissionv1.OperationType{admissionv1.Create}, w.Rules[0].Operations)
+	assert.Equal(t, []string{"pods"}, w.Rules[0].Resources)
+	require.Len(t, w.MatchConditions, 1)
+	assert.Equal(t, strings.TrimSuffix(truncate(o.Namespace+"-"+chartFullname(o, eff), 63), "-"), mwc.Name)
+
+	// the webhook may read Secrets by name in its namespace, nothing more
+	sa := wd.Spec.Template.Spec.ServiceAccountName
+	require.NotNil(t, o.ServiceAccounts[sa])
+	bound := false
+	for _, rb := range o.RoleBindings {
+		for _, s := range rb.Subjects {
+			if s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == o.Namespace {
+				bound = true
+				role := o.Roles[rb.RoleRef.Name]
+				require.NotNil(t, role, "RoleBinding names a rendered Role")
+				require.Len(t, role.Rules, 1)
+				assert.Equal(t, []string{"secrets"}, role.Rules[0].Resources)
+				assert.Equal(t, []string{"get"}, role.Rules[0].Verbs)
+			}
+		}
+	}
+	assert.True(t, bound, "the webhook ServiceAccount is bound to its Role")
+	return cfg
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// chartFullname recomputes the fullname rule of design.md.
+func chartFullname(o *chartObjects, eff map[string]any) string {
+	if f := sval(eff, "fullnameOverride"); f != "" {
+		return strings.TrimSuffix(truncate(f, 63), "-")
+	}
+	name := orDefault(sval(eff, "nameOverride"), "oras-cache")
+	if strings.Contains(o.Release, name) {
+		return strings.TrimSuffix(truncate(o.Release, 63), "-")
+	}
+	return strings.TrimSuffix(truncate(o.Release+"-"+name, 63), "-")
+}
+
+func namedPort(t *testing.T, c *corev1.Container, p intstr.IntOrString) int32 {
+	if p.Type == intstr.Int {
+		return p.IntVal
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return cp.ContainerPort
+		}
+	}
+	t.Fatalf("container %s has no port named %s", c.Name, p.StrVal)
+	return 0
+}
+
+func webhookDNSNames(o *chartObjects, svc, domain string) []string {
+	return []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc." + domain}
+}
+
+func parseCert(t *testing.T, pemBytes []byte) *x509.Certificate {
+	block, _ := pem.Decode(pemBytes)
+	require.NotNil(t, block, "PEM")
+	c, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	return c
+}
+
+// checkTLS: in mode helm the caBundle is the CA that signed the serving certificate, whose SANs
+// cover every Service DNS name; in certManager the Certificate names the same Secret and the
+// cainjector annotation points at it; in secret the user's Secret and caBundle are used.
+func checkTLS(t *testing.T, o *chartObjects, eff map[string]any) {
+	wd := component(o, "webhook")
+	var tlsSecret string
+	for _, v := range wd.Spec.Template.Spec.Volumes {
+		if v.Name == "tls" {
+			tlsSecret = v.Secret.SecretName
+		}
+	}
+	var mwc *admissionv1.MutatingWebhookConfiguration
+	for _, m := range o.MWCs {
+		mwc = m
+	}
+	w := mwc.Webhooks[0]
+	svc := w.ClientConfig.Service.Name
+	names := webhookDNSNames(o, svc, sval(eff, "clusterDomain"))
+	switch mode := sval(eff, "webhook.tls.mode"); mode {
+	case "helm":
+		s := o.Secrets[tlsSecret]
+		require.NotNil(t, s, "the mounted TLS Secret %s is rendered", tlsSecret)
+		assert.Equal(t, corev1.SecretTypeTLS, s.Type)
+		ca := parseCert(t, s.Data["ca.crt"])
+		leaf := parseCert(t, s.Data["tls.crt"])
+		assert.Equal(t, s.Data["ca.crt"], w.ClientConfig.CABundle, "caBundle is the Secret's CA")
+		assert.True(t, ca.IsCA)
+		require.NoError(t, leaf.CheckSignatureFrom(ca), "the CA signed the serving certificate")
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		for _, n := range names {
+			_, err := leaf.Verify(x509.VerifyOptions{DNSName: n, Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			assert.NoError(t, err, "serving certificate valid for %s", n)
+		}
+		block, _ := pem.Decode(s.Data["tls.key"])
+		require.NotNil(t, block, "tls.key is PEM")
+		key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+		require.NoError(t, err)
+		assert.True(t, key.PublicKey.Equal(leaf.PublicKey), "tls.key matches tls.crt")
+		assert.Empty(t, mwc.Annotations["cert-manager.io/inject-ca-from"])
+	case "certManager":
+		assert.Empty(t, w.ClientConfig.CABundle, "no caBundle templated (the cainjector owns it)")
+		require.Len(t, o.Certificates, 1)
+		for _, c := range o.Certificates {
+			assert.Equal(t, o.Namespace+"/"+c.Name, mwc.Annotations["cert-manager.io/inject-ca-from"])
+			assert.Equal(t, tlsSecret, c.Spec.SecretName, "the Deployment mounts the Certificate's Secret")
+			assert.Subset(t, c.Spec.DNSNames, names)
+			if n := sval(eff, "webhook.tls.certManager.issuerRef.name"); n != "" {
+				assert.Equal(t, n, c.Spec.IssuerRef.Name)
+				assert.Empty(t, o.Issuers)
+			} else {
+				require.NotNil(t, o.Issuers[c.Spec.IssuerRef.Name], "the Issuer is rendered")
+				assert.NotNil(t, o.Issuers[c.Spec.IssuerRef.Name].Spec.SelfSigned)
+			}
+		}
+		assert.Nil(t, o.Secrets[tlsSecret], "cert-manager writes the Secret")
+	case "secret":
+		assert.Equal(t, sval(eff, "webhook.tls.secret.name"), tlsSecret)
+		assert.Nil(t, o.Secrets[tlsSecret], "the user's Secret is not rendered")
+		want, err := base64.StdEncoding.DecodeString(sval(eff, "webhook.tls.secret.caBundle"))
+		require.NoError(t, err)
+		assert.Equal(t, want, w.ClientConfig.CABundle)
+		parseCert(t, w.ClientConfig.CABundle)
+	default:
+		t.Fatalf("mode %q", mode)
+	}
+}
+
+type secretRef struct{ from, name, key string }
+
+func podSecretRefs(from string, spec *corev1.PodSpec) []secretRef {
+	var refs []secretRef
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		for _, e := range c.Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				refs = append(refs, secretRef{from + " env " + e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key})
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.Secret != nil {
+			for _, it := range v.Secret.Items {
+				refs = append(refs, secretRef{from + " volume " + v.Name, v.Secret.SecretName, it.Key})
+			}
+		}
+	}
+	return refs
+}
+
+// checkSecretRefs: every Secret key a pod or the webhook config refers to exists in a Secret
+// the chart renders, or the Secret is one the user named in values (existingSecret, own TLS).
+func checkSecretRefs(t *testing.T, o *chartObjects, eff map[string]any, cfg *inject.Config) {
+	var refs []secretRef
+	for n, d := range o.Deployments {
+		refs = append(refs, podSecretRefs("Deployment "+n, &d.Spec.Template.Spec)...)
+	}
+	for n, p := range o.TestPods {
+		refs = append(refs, podSecretRefs("Pod "+n, &p.Spec)...)
+	}
+	if cfg.Registry.AuthSecret != "" {
+		refs = append(refs, secretRef{"webhook config", cfg.Registry.AuthSecret, "username"}, secretRef{"webhook config", cfg.Registry.AuthSecret, "password"})
+	}
+	external := map[string]bool{}
+	if s := sval(eff, "auth.existingSecret"); s != "" {
+		external[s] = true
+	}
+	switch sval(eff, "webhook.tls.mode") {
+	case "secret":
+		external[sval(eff, "webhook.tls.secret.name")] = true
+	case "certManager":
+		for _, c := range o.Certificates {
+			external[c.Spec.SecretName] = true // tls.crt, tls.key, ca.crt written by cert-manager
+		}
+	}
+	require.NotEmpty(t, refs)
+	for _, r := range refs {
+		if external[r.name] {
+			assert.Contains(t, []string{"username", "password", "htpasswd", "tls.crt", "tls.key"}, r.key, "%s: key of a user Secret is documented", r.from)
+			continue
+		}
+		s := o.Secrets[r.name]
+		if assert.NotNil(t, s, "%s refers to Secret %s, which the chart does not render", r.from, r.name) {
+			assert.Contains(t, s.Data, r.key, "%s refers to key %s of Secret %s", r.from, r.key, r.name)
+		}
+	}
+	if bval(eff, "auth.enabled") {
+		assert.NotEmpty(t, cfg.Registry.AuthSecret, "auth on: the webhook hands the credentials to injected containers")
+	} else {
+		assert.Empty(t, cfg.Registry.AuthSecret)
+	}
+}
+
+// checkVolumes: ConfigMaps and claims that pods mount exist (or are the user's existingClaim).
+func checkVolumes(t *testing.T, o *chartObjects) {
+	for n, d := range o.Deployments {
+		spec := d.Spec.Template.Spec
+		vols := map[string]bool{}
+		for _, v := range spec.Volumes {
+			vols[v.Name] = true
+			if v.ConfigMap != nil {
+				assert.NotNil(t, o.ConfigMaps[v.ConfigMap.Name], "%s mounts ConfigMap %s", n, v.ConfigMap.Name)
+			}
+			if v.PersistentVolumeClaim != nil && o.Values != nil {
+				if ec := sval(o.Values, "registry.persistence.existingClaim"); ec != "" {
+					assert.Equal(t, ec, v.PersistentVolumeClaim.ClaimName)
+					assert.Empty(t, o.PVCs)
+				} else {
+					assert.NotNil(t, o.PVCs[v.PersistentVolumeClaim.ClaimName], "%s mounts claim %s", n, v.PersistentVolumeClaim.ClaimName)
+				}
+			}
+		}
+		for _, c := range spec.Containers {
+			for _, m := range c.VolumeMounts {
+				assert.True(t, vols[m.Name], "%s container %s mounts unknown volume %s", n, c.Name, m.Name)
+			}
+			sc := c.SecurityContext
+			require.NotNil(t, sc, "%s/%s securityContext", n, c.Name)
+			assert.False(t, *sc.AllowPrivilegeEscalation)
+			assert.True(t, *sc.ReadOnlyRootFilesystem)
+			assert.Equal(t, []corev1.Capability{"ALL"}, sc.Capabilities.Drop)
+		}
+		psc := spec.SecurityContext
+		require.NotNil(t, psc)
+		assert.True(t, *psc.RunAsNonRoot, "%s runs as non-root", n)
+	}
+}
+
+// checkRegistry: the distribution config agrees with the pod (port, htpasswd file, storage).
+func checkRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
+	rd := component(o, "registry")
+	require.NotNil(t, rd)
+	c := rd.Spec.Template.Spec.Containers[0]
+	assert.Equal(t, []string{"registry", "serve", "/etc/distribution/config.yml"}, c.Command)
+	var cm *corev1.ConfigMap
+	mounts := map[string]string{} // mountPath -> volume
+	for _, m := range c.VolumeMounts {
+		mounts[m.MountPath] = m.Name
+	}
+	for _, v := range rd.Spec.Template.Spec.Volumes {
+		if v.ConfigMap != nil && mounts["/etc/distribution"] == v.Name {
+			cm = o.ConfigMaps[v.ConfigMap.Name]
+		}
+	}
+	require.NotNil(t, cm, "registry config mounted at /etc/distribution")
+	var conf struct {
+		Storage struct {
+			Filesystem struct {
+				RootDirectory string `json:"rootdirectory"`
+			} `json:"filesystem"`
+			Delete struct {
+				Enabled bool `json:"enabled"`
+			} `json:"delete"`
+		} `json:"storage"`
+		HTTP struct {
+			Addr string `json:"addr"`
+		} `json:"http"`
+		Auth *struct {
+			Htpasswd struct {
+				Path string `json:"path"`
+			} `json:"htpasswd"`
+		} `json:"auth"`
+	}
+	require.NoError(t, yaml.Unmarshal([]byte(cm.Data["config.yml"]), &conf))
+	assert.True(t, conf.Storage.Delete.Enabled, "delete enabled so garbage collection can work")
+	assert.NotEmpty(t, mounts[conf.Storage.Filesystem.RootDirectory], "storage root is a volume")
+	svc := o.Services[rd.Name]
+	require.NotNil(t, svc)
+	_, port := servicePortTarget(t, svc, svc.Spec.Ports[0].Port, &rd.Spec.Template.Spec)
+	assert.Equal(t, fmt.Sprintf(":%d", port), conf.HTTP.Addr, "the registry listens on the port the Service targets")
+	assert.Equal(t, svc.Spec.Ports[0].Port, port, "same port on Service and container (headless works)")
+	if bval(eff, "registry.service.headless") {
+		assert.Equal(t, "None", svc.Spec.ClusterIP)
+	}
+	if bval(eff, "auth.enabled") {
+		require.NotNil(t, conf.Auth, "htpasswd auth configured")
+		assert.NotEmpty(t, mounts[path.Dir(conf.Auth.Htpasswd.Path)], "htpasswd file %s is mounted", conf.Auth.Htpasswd.Path)
+		assert.Equal(t, "/", c.ReadinessProbe.HTTPGet.Path, "/v2/ answers 401 with auth on")
+	} else {
+		assert.Nil(t, conf.Auth)
+		assert.Equal(t, "/v2/", c.ReadinessProbe.HTTPGet.Path)
+	}
+	if bval(eff, "registry.persistence.enabled") {
+		assert.Equal(t, appsv1.RecreateDeploymentStrategyType, rd.Spec.Strategy.Type)
+		for _, p := range o.PVCs {
+			assert.Equal(t, bval(eff, "registry.persistence.keepOnUninstall"), p.Annotations["helm.sh/resource-policy"] == "keep")
+		}
+	}
+}
+
+func checkNetworkPolicy(t *testing.T, o *chartObjects, eff map[string]any) {
+	if !bval(eff, "networkPolicy.enabled") {
+		assert.Empty(t, o.NetworkPolicies)
+		return
+	}
+	require.Len(t, o.NetworkPolicies, 2)
+	rd := component(o, "registry")
+	np := o.NetworkPolicies[rd.Name]
+	require.NotNil(t, np)
+	require.Len(t, np.Spec.Ingress, 1)
+	in := np.Spec.Ingress[0]
+	require.NotEmpty(t, in.From)
+	same := in.From[0]
+	assert.NotNil(t, same.PodSelector)
+	assert.Empty(t, same.PodSelector.MatchLabels, "every pod of the namespace")
+	assert.Nil(t, same.NamespaceSelector, "only the release namespace")
+	require.Len(t, in.Ports, 1)
+	assert.Equal(t, "registry", in.Ports[0].Port.StrVal)
+	namedPort(t, &rd.Spec.Template.Spec.Containers[0], *in.Ports[0].Port)
+	for _, pod := range o.TestPods {
+		assert.True(t, labels.Everything().Matches(labels.Set(pod.Labels)), "the helm test pod is allowed")
+	}
+	wd := component(o, "webhook")
+	wnp := o.NetworkPolicies[wd.Name]
+	require.NotNil(t, wnp)
+	require.Len(t, wnp.Spec.Ingress, 1)
+	assert.Empty(t, wnp.Spec.Ingress[0].From, "the API server is not a pod: any source")
+	assert.Equal(t, int32(ival(t, eff, "webhook.port")), namedPort(t, &wd.Spec.Template.Spec.Containers[0], *wnp.Spec.Ingress[0].Ports[0].Port))
+}

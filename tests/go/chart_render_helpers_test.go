@@ -1,0 +1,295 @@
+package tests
+
+// Rendering the chart with the helm v3 SDK (the code path of `helm install --dry-run` /
+// `helm template`, schema validation included) and decoding every manifest strictly.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+	"helm.sh/helm/v3/pkg/strvals"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+const chartDir = "../../charts/oras-cache"
+
+var (
+	chartOnce   sync.Once
+	chartLoaded *chart.Chart
+	chartErr    error
+)
+
+func chartLoad(t *testing.T) *chart.Chart {
+	t.Helper()
+	chartOnce.Do(func() { chartLoaded, chartErr = loader.Load(chartDir) })
+	require.NoError(t, chartErr)
+	return chartLoaded
+}
+
+// chartValues builds user values from values files (relative to the chart) and --set strings.
+func chartValues(t *testing.T, files []string, sets ...string) map[string]any {
+	t.Helper()
+	vals := map[string]any{}
+	for _, f := range files {
+		v, err := chartutil.ReadValuesFile(filepath.Join(chartDir, f))
+		require.NoError(t, err, f)
+		vals = chartutil.MergeTables(v.AsMap(), vals)
+	}
+	for _, s := range sets {
+		require.NoError(t, strvals.ParseInto(s, vals), s)
+	}
+	return vals
+}
+
+// chartInstall renders like `helm install --dry-run` without a cluster.
+func chartInstall(t *testing.T, release, namespace string, vals map[string]any) (manifest string, hooks []string, notes string, err error) {
+	t.Helper()
+	cfg := &action.Configuration{Log: func(string, ...any) {}}
+	inst := action.NewInstall(cfg)
+	inst.DryRun = true
+	inst.ClientOnly = true
+	inst.ReleaseName = release
+	inst.Namespace = namespace
+	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.34.0", Major: "1", Minor: "34"}
+	rel, err := inst.Run(chartLoad(t), vals)
+	if err != nil {
+		return "", nil, "", err
+	}
+	for _, h := range rel.Hooks {
+		hooks = append(hooks, h.Manifest)
+	}
+	return rel.Manifest, hooks, rel.Info.Notes, nil
+}
+
+// Minimal strict mirrors of the two cert-manager kinds the chart renders (no Go module of
+// cert-manager in this repository); unknown fields still fail.
+type cmIssuerRef struct {
+	Name  string `json:"name"`
+	Kind  string `json:"kind"`
+	Group string `json:"group"`
+}
+
+type cmCertificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SecretName     string `json:"secretName"`
+		SecretTemplate struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"secretTemplate"`
+		CommonName  string   `json:"commonName"`
+		DNSNames    []string `json:"dnsNames"`
+		Duration    string   `json:"duration"`
+		RenewBefore string   `json:"renewBefore"`
+		PrivateKey  struct {
+			Algorithm      string `json:"algorithm"`
+			Size           int    `json:"size"`
+			RotationPolicy string `json:"rotationPolicy"`
+		} `json:"privateKey"`
+		Usages    []string    `json:"usages"`
+		IssuerRef cmIssuerRef `json:"issuerRef"`
+	} `json:"spec"`
+}
+
+type cmIssuer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		SelfSigned *struct{} `json:"selfSigned"`
+	} `json:"spec"`
+}
+
+// chartObjects is one rendering, decoded.
+type chartObjects struct {
+	Release, Namespace string
+	Values             map[string]any // the user values of this rendering
+	Notes              string
+	All                []metav1.Object
+	Kinds              map[metav1.Object]string
+	Deployments        map[string]*appsv1.Deployment
+	Services           map[string]*corev1.Service
+	ConfigMaps         map[string]*corev1.ConfigMap
+	Secrets            map[string]*corev1.Secret
+	PVCs               map[string]*corev1.PersistentVolumeClaim
+	ServiceAccounts    map[string]*corev1.ServiceAccount
+	Roles              map[string]*rbacv1.Role
+	RoleBindings       map[string]*rbacv1.RoleBinding
+	PDBs               map[string]*policyv1.PodDisruptionBudget
+	NetworkPolicies    map[string]*networkingv1.NetworkPolicy
+	MWCs               map[string]*admissionv1.MutatingWebhookConfiguration
+	Certificates       map[string]*cmCertificate
+	Issuers            map[string]*cmIssuer
+	TestPods           map[string]*corev1.Pod
+}
+
+func newChartObjects() *chartObjects {
+	return &chartObjects{
+		Kinds:           map[metav1.Object]string{},
+		Deployments:     map[string]*appsv1.Deployment{},
+		Services:        map[string]*corev1.Service{},
+		ConfigMaps:      map[string]*corev1.ConfigMap{},
+		Secrets:         map[string]*corev1.Secret{},
+		PVCs:            map[string]*corev1.PersistentVolumeClaim{},
+		ServiceAccounts: map[string]*corev1.ServiceAccount{},
+		Roles:           map[string]*rbacv1.Role{},
+		RoleBindings:    map[string]*rbacv1.RoleBinding{},
+		PDBs:            map[string]*policyv1.PodDisruptionBudget{},
+		NetworkPolicies: map[string]*networkingv1.NetworkPolicy{},
+		MWCs:            map[string]*admissionv1.MutatingWebhookConfiguration{},
+		Certificates:    map[string]*cmCertificate{},
+		Issuers:         map[string]*cmIssuer{},
+		TestPods:        map[string]*corev1.Pod{},
+	}
+}
+
+// chartSplit splits a multi-document YAML stream into non-empty documents.
+func chartSplit(stream string) []string {
+	var docs []string
+	for _, d := range strings.Split("\n"+stream, "\n---") {
+		if strings.TrimSpace(stripComments(d)) != "" {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+func stripComments(doc string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// strictDecode decodes one YAML document into out; unknown or duplicate fields fail.
+func strictDecode(doc string, out any) error {
+	js, err := yaml.YAMLToJSONStrict([]byte(doc))
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	return dec.Decode(out)
+}
+
+// chartRender renders and decodes; it fails the test on any error.
+func chartRender(t *testing.T, release, namespace string, vals map[string]any) *chartObjects {
+	t.Helper()
+	manifest, hooks, notes, err := chartInstall(t, release, namespace, vals)
+	require.NoError(t, err)
+	objs := newChartObjects()
+	objs.Release, objs.Namespace, objs.Values, objs.Notes = release, namespace, vals, notes
+	docs := append(chartSplit(manifest), hooks...)
+	for _, doc := range docs {
+		var tm metav1.TypeMeta
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &tm))
+		key := tm.APIVersion + "/" + tm.Kind
+		var obj metav1.Object
+		var add func()
+		switch key {
+		case "apps/v1/Deployment":
+			o := &appsv1.Deployment{}
+			obj, add = o, func() { objs.Deployments[o.Name] = o }
+		case "v1/Service":
+			o := &corev1.Service{}
+			obj, add = o, func() { objs.Services[o.Name] = o }
+		case "v1/ConfigMap":
+			o := &corev1.ConfigMap{}
+			obj, add = o, func() { objs.ConfigMaps[o.Name] = o }
+		case "v1/Secret":
+			o := &corev1.Secret{}
+			obj, add = o, func() { objs.Secrets[o.Name] = o }
+		case "v1/PersistentVolumeClaim":
+			o := &corev1.PersistentVolumeClaim{}
+			obj, add = o, func() { objs.PVCs[o.Name] = o }
+		case "v1/ServiceAccount":
+			o := &corev1.ServiceAccount{}
+			obj, add = o, func() { objs.ServiceAccounts[o.Name] = o }
+		case "rbac.authorization.k8s.io/v1/Role":
+			o := &rbacv1.Role{}
+			obj, add = o, func() { objs.Roles[o.Name] = o }
+		case "rbac.authorization.k8s.io/v1/RoleBinding":
+			o := &rbacv1.RoleBinding{}
+			obj, add = o, func() { objs.RoleBindings[o.Name] = o }
+		case "policy/v1/PodDisruptionBudget":
+			o := &policyv1.PodDisruptionBudget{}
+			obj, add = o, func() { objs.PDBs[o.Name] = o }
+		case "networking.k8s.io/v1/NetworkPolicy":
+			o := &networkingv1.NetworkPolicy{}
+			obj, add = o, func() { objs.NetworkPolicies[o.Name] = o }
+		case "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration":
+			o := &admissionv1.MutatingWebhookConfiguration{}
+			obj, add = o, func() { objs.MWCs[o.Name] = o }
+		case "cert-manager.io/v1/Certificate":
+			o := &cmCertificate{}
+			obj, add = o, func() { objs.Certificates[o.Name] = o }
+		case "cert-manager.io/v1/Issuer":
+			o := &cmIssuer{}
+			obj, add = o, func() { objs.Issuers[o.Name] = o }
+		case "v1/Pod":
+			o := &corev1.Pod{}
+			obj, add = o, func() { objs.TestPods[o.Name] = o }
+		default:
+			t.Fatalf("unexpected kind %s in the rendering:\n%s", key, doc)
+		}
+		require.NoError(t, strictDecode(doc, obj), "strict decoding of %s:\n%s", key, doc)
+		add()
+		objs.All = append(objs.All, obj)
+		objs.Kinds[obj] = tm.Kind
+	}
+	return objs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// exampleValuesFiles lists charts/oras-cache/ci/*-values.yaml relative to the chart.
+func exampleValuesFiles(t *testing.T) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, m)
+	var out []string
+	for _, f := range m {
+		out = append(out, filepath.Join("ci", filepath.Base(f)))
+	}
+	return out
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
+
+func describe(files []string, sets []string) string {
+	return fmt.Sprintf("files=%v set=%v", files, sets)
+}
