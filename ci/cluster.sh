@@ -424,8 +424,10 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "oras-ca
 subjects:
 - {apiGroup: rbac.authorization.k8s.io, kind: User, name: oras-cache-coredns}
 EOF
+  # The cluster's zones are served by the kubernetes plugin; every other name gets NXDOMAIN at
+  # once (no forwarding: DNS stays on the machine).
   write_if_changed "$STATE/coredns/Corefile" <<EOF
-.:53 {
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
     bind $BRIDGE_IP
     errors
     health 127.0.0.1:18080
@@ -433,13 +435,26 @@ EOF
     kubernetes cluster.local in-addr.arpa ip6.arpa {
         kubeconfig $STATE/kubeconfigs/coredns.kubeconfig oras-cache-local
         pods insecure
-        fallthrough in-addr.arpa ip6.arpa
         ttl 5
     }
     cache 5
     loadbalance
 }
+.:53 {
+    bind $BRIDGE_IP
+    errors
+    template ANY ANY {
+        rcode NXDOMAIN
+    }
+}
 EOF
+  # CoreDNS has no reload plugin here: restart it when its Corefile or binary changed.
+  local stamp; stamp=$(cat "$STATE/coredns/Corefile" <(readlink -f "$TOOLS_BIN/coredns") | sha256sum)
+  if [[ -f $STATE/coredns/stamp && $(<"$STATE/coredns/stamp") != "$stamp" ]] && pid_of coredns >/dev/null; then
+    log "CoreDNS configuration or binary changed: restarting it"
+    stop_daemon coredns
+  fi
+  echo "$stamp" >"$STATE/coredns/stamp"
   start_daemon coredns "$TOOLS_BIN/coredns" -conf "$STATE/coredns/Corefile"
   wait_for coredns 60 curl -fsS http://127.0.0.1:18181/ready
 }
@@ -558,7 +573,6 @@ cmd_up() {
   kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null
   wait_for "default ServiceAccount" 60 kc -n default get serviceaccount default
   wait_for "kube-proxy" 60 curl -fsS http://127.0.0.1:10256/healthz
-  ln -sfn "$TOOLS_BIN/kubectl" "$TOOLS_BIN/kubectl" 2>/dev/null || true
   step "done"
   log "cluster up in $((SECONDS - T_START))s — export KUBECONFIG=$KUBECONFIG_ADMIN ; kubectl: $TOOLS_BIN/kubectl"
 }

@@ -2,7 +2,8 @@
 // Upstream's plugin list (core/plugin, core/dnsserver/zdirectives.go) is generated and pulls
 // in every cloud SDK; here the directive order is our own short list, in upstream's relative
 // order, and only those plugin packages are linked. There is deliberately no `forward`: the
-// cluster answers its own names and nothing is sent off the machine.
+// cluster answers its own names, `template` answers NXDOMAIN for every other name, and nothing
+// is sent off the machine.
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/loadbalance"
 	_ "github.com/coredns/coredns/plugin/log"
 	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/template"
 	_ "github.com/coredns/coredns/plugin/whoami"
 )
 
@@ -29,6 +31,7 @@ var directives = []string{
 	"log",
 	"loadbalance",
 	"cache",
+	"template",
 	"kubernetes",
 	"whoami",
 }
