@@ -51,6 +51,7 @@ func PackDir(ctx context.Context, dir, name string, w io.Writer, level int, prog
 	if err != nil {
 		return st, err
 	}
+	gz.ModTime = time.Unix(0, 0) // pgzip writes the zero time.Time as a non-zero stamp
 	if err := gz.SetConcurrency(gzipBlockSize, max(2, 2*runtime.GOMAXPROCS(0))); err != nil {
 		return st, err
 	}
