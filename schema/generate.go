@@ -121,18 +121,16 @@ func row(key string, s *jsonschema.Schema, def any) string {
 		}
 		desc += " One of " + strings.Join(vs, ", ") + "."
 	}
-	if s.Minimum != "" || s.Maximum != "" {
-		desc += fmt.Sprintf(" Range %s–%s.", orDash(string(s.Minimum)), orDash(string(s.Maximum)))
+	switch {
+	case s.Minimum != "" && s.Maximum != "":
+		desc += fmt.Sprintf(" Range %s–%s.", s.Minimum, s.Maximum)
+	case s.Minimum != "":
+		desc += fmt.Sprintf(" Minimum %s.", s.Minimum)
+	case s.Maximum != "":
+		desc += fmt.Sprintf(" Maximum %s.", s.Maximum)
 	}
 	esc := strings.NewReplacer("|", `\|`, "\n", " ", "<", "&lt;", ">", "&gt;")
 	return fmt.Sprintf("| `%s` | %s | `%s` | %s |", key, typ, esc.Replace(string(d)), esc.Replace(desc))
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "…"
-	}
-	return s
 }
 
 // goComments maps "<pkg>.<Type>" and "<pkg>.<Type>.<Field>" to their doc comments, one line each.

@@ -1,0 +1,145 @@
+package tests
+
+// values.schema.json: generated from schema/values.go and not stale; values.yaml and every
+// example values file validate; bad values files fail with the expected message (gojsonschema)
+// and make helm fail too; a typo'd --set fails rendering with the key named.
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/xeipuuv/gojsonschema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/converged-computing/oras-cache/schema"
+)
+
+func TestSchemaNotStale(t *testing.T) {
+	js, table, err := schema.Generate(mustRead(t, chartDir+"/values.yaml"))
+	require.NoError(t, err)
+	assert.Equal(t, string(js), string(mustRead(t, chartDir+"/values.schema.json")),
+		"charts/oras-cache/values.schema.json is stale: run `make schema`")
+	readme := mustRead(t, "../../README.md")
+	want, err := schema.ReplaceReadmeBlock(readme, table)
+	require.NoError(t, err)
+	block := func(b []byte) string {
+		s := string(b)
+		i, j := strings.Index(s, schema.ReadmeStart), strings.Index(s, schema.ReadmeEnd)
+		require.True(t, i >= 0 && j > i, "README values markers")
+		return s[i:j]
+	}
+	assert.Equal(t, block(want), block(readme), "the README values table is stale: run `make schema`")
+}
+
+func TestSchemaEveryKeyDocumented(t *testing.T) {
+	var s map[string]any
+	require.NoError(t, yaml.Unmarshal(mustRead(t, chartDir+"/values.schema.json"), &s))
+	var walk func(prefix string, node map[string]any)
+	walk = func(prefix string, node map[string]any) {
+		props, _ := node["properties"].(map[string]any)
+		if len(props) > 0 {
+			assert.Equal(t, false, node["additionalProperties"], "%s rejects unknown keys", orDefault(prefix, "(root)"))
+		}
+		for k, v := range props {
+			p := v.(map[string]any)
+			key := strings.TrimPrefix(prefix+"."+k, ".")
+			assert.NotEmpty(t, p["description"], "%s has a description", key)
+			if items, ok := p["items"].(map[string]any); ok {
+				walk(key+"[]", items)
+			}
+			walk(key, p)
+		}
+	}
+	walk("", s)
+}
+
+func chartSchema(t *testing.T) *gojsonschema.Schema {
+	t.Helper()
+	abs, err := filepath.Abs(chartDir + "/values.schema.json")
+	require.NoError(t, err)
+	sch, err := gojsonschema.NewSchema(gojsonschema.NewReferenceLoader("file://" + abs))
+	require.NoError(t, err)
+	return sch
+}
+
+func validateValues(t *testing.T, sch *gojsonschema.Schema, vals map[string]any) []string {
+	t.Helper()
+	res, err := sch.Validate(gojsonschema.NewGoLoader(vals))
+	require.NoError(t, err)
+	var errs []string
+	for _, e := range res.Errors() {
+		errs = append(errs, e.String())
+	}
+	return errs
+}
+
+func TestSchemaValuesFilesValidate(t *testing.T) {
+	sch := chartSchema(t)
+	var defaults map[string]any
+	require.NoError(t, yaml.Unmarshal(mustRead(t, chartDir+"/values.yaml"), &defaults))
+	assert.Empty(t, validateValues(t, sch, defaults), "values.yaml")
+	for _, f := range exampleValuesFiles(t) {
+		eff := chartEffectiveValues(t, chartValues(t, []string{f}))
+		assert.Empty(t, validateValues(t, sch, eff), f)
+	}
+}
+
+func TestSchemaBadValuesFail(t *testing.T) {
+	sch := chartSchema(t)
+	files, err := filepath.Glob("testdata/bad-values/*.yaml")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 12)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			raw := mustRead(t, f)
+			first, _, _ := bytes.Cut(raw, []byte("\n"))
+			expect, ok := strings.CutPrefix(string(first), "# expect: ")
+			require.True(t, ok, "%s starts with '# expect: <message>'", f)
+			var user map[string]any
+			require.NoError(t, yaml.Unmarshal(raw, &user))
+			errs := validateValues(t, sch, chartEffectiveValues(t, user))
+			require.NotEmpty(t, errs, "%s must not validate", f)
+			assert.Contains(t, strings.Join(errs, "\n"), expect)
+
+			// helm refuses it as well, before rendering anything
+			_, _, _, err := chartInstall(t, "r", "ns", user)
+			require.Error(t, err, "helm accepts %s", f)
+			assert.Contains(t, err.Error(), "values don't meet the specifications of the schema")
+		})
+	}
+}
+
+func TestSchemaTypoFailsTemplateNamingTheKey(t *testing.T) {
+	cases := map[string][]string{
+		"registy.image.tag=x":               {"additional properties 'registy' not allowed"},
+		"webhook.namspaceSelector=x":        {"at '/webhook'", "additional properties 'namspaceSelector' not allowed"},
+		"registry.persistance.enabled=true": {"at '/registry'", "'persistance'"},
+		"webhook.tls.mod=secret":            {"at '/webhook/tls'", "'mod'"},
+	}
+	for set, wants := range cases {
+		_, _, _, err := chartInstall(t, "r", "ns", chartValues(t, nil, set))
+		require.Error(t, err, set)
+		for _, w := range wants {
+			assert.Contains(t, err.Error(), w, set)
+		}
+	}
+
+	// and through the helm binary, as a user would type it
+	helm, err := exec.LookPath("helm")
+	if err != nil {
+		if _, e := os.Stat("../../.work/bin/helm"); e == nil {
+			helm = "../../.work/bin/helm"
+		} else {
+			t.Skip("helm binary not installed (make tools)")
+		}
+	}
+	out, err := exec.Command(helm, "template", "r", chartDir, "--set", "registy.image=x").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "additional properties 'registy' not allowed")
+}
