@@ -5,6 +5,8 @@
 #   bash ci/cluster.sh down        stop everything by recorded PID, restore host networking/sysctls
 #   bash ci/cluster.sh status      what runs
 #   bash ci/cluster.sh kubeconfig  print the admin kubeconfig path
+#   bash ci/cluster.sh smoke       DNS, a ClusterIP Service, logs and a two-container Job (needs
+#                                  the test images: bash ci/images.sh busybox noshell)
 #
 # Parts: etcd, containerd, runc and the CNI plugins from Debian; kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl built from the
@@ -88,6 +90,15 @@ stop_daemon() {
   local name=$1 pid
   if pid=$(pid_of "$name"); then stop_pid "$name" "$pid" "${2:-15}"; log "stopped $name ($pid)"; fi
   rm -f "$PIDS/$name.pid"
+}
+
+stop_all() { # stop_all NAME...: TERM them all at once, then wait for each
+  local n pid pids=()
+  for n in "$@"; do
+    if pid=$(pid_of "$n"); then kill -TERM "$pid" 2>/dev/null || true; pids+=("$n:$pid"); fi
+  done
+  for n in "${pids[@]}"; do stop_pid "${n%%:*}" "${n#*:}" 15; log "stopped ${n%%:*} (${n#*:})"; rm -f "$PIDS/${n%%:*}.pid"; done
+  for n in "$@"; do rm -f "$PIDS/$n.pid"; done
 }
 
 wait_for() { # wait_for WHAT TIMEOUT CMD...: retry CMD every 0.5 s
@@ -581,12 +592,15 @@ cmd_down() {
   [[ -d $STATE ]] || { log "no cluster state at $STATE: nothing to do"; restore_host_if_dirty; return 0; }
   step "pods (the kubelet unmounts volumes and releases the pod network)"
   if pid_of kube-apiserver >/dev/null && pid_of kubelet >/dev/null && apiserver_ready >/dev/null 2>&1; then
-    kc delete deployments,statefulsets,daemonsets,replicasets,jobs --all --all-namespaces --wait=false >/dev/null 2>&1 || true
-    kc delete pods --all --all-namespaces --grace-period=2 --wait=false >/dev/null 2>&1 || true
+    # Controllers first, orphaning their pods (so nothing is re-created while we wait), then
+    # every pod with a short grace period; what is still there after 20 s is killed below.
+    kc delete deployments,statefulsets,daemonsets,replicasets,jobs,cronjobs --all --all-namespaces \
+      --cascade=orphan --wait=true --timeout=15s >/dev/null 2>&1 || true
+    kc delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1 || true
     local t0=$SECONDS
-    while ((SECONDS - t0 < 45)); do
+    while ((SECONDS - t0 < 20)); do
       [[ -z $(kc get pods -A -o name 2>/dev/null) ]] && break
-      sleep 1
+      sleep 0.5
     done
     log "pods gone after $((SECONDS - t0))s"
   fi
@@ -595,10 +609,7 @@ cmd_down() {
   [[ -x $TOOLS_BIN/kube-proxy ]] && "$TOOLS_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   step "stop kubelet and the control plane"
   stop_daemon kubelet 20
-  stop_daemon coredns
-  stop_daemon kube-scheduler
-  stop_daemon kube-controller-manager
-  stop_daemon kube-apiserver
+  stop_all coredns kube-scheduler kube-controller-manager kube-apiserver
   stop_daemon etcd
   step "stop containers and containerd"
   if pid_of containerd >/dev/null; then
@@ -634,6 +645,93 @@ restore_host_if_dirty() { # a down without state: remove only what carries our n
   nft delete table inet "$NFT_GUARD" 2>/dev/null || true
 }
 
+cmd_smoke() { # checks the running cluster with the test images (bash ci/images.sh busybox noshell first)
+  local ns=oras-cache-smoke t0=$SECONDS
+  apiserver_ready >/dev/null 2>&1 || { log "the cluster is not up"; return 1; }
+  kc delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: $ns}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: $ns}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: localhost/oras-cache-test/busybox:1
+        imagePullPolicy: Never
+        command: [sh, -c, 'mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 8080 -h /www']
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: $ns}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+EOF
+  kc -n "$ns" rollout status deploy/web --timeout=90s >/dev/null
+  wait_for "ServiceAccount in $ns" 30 kc -n "$ns" get serviceaccount default
+  kc apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: $ns}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: localhost/oras-cache-test/busybox:1
+    imagePullPolicy: Never
+    command: [sh, -c]
+    args:
+    - |
+      nslookup web.$ns.svc.cluster.local | grep -q '^Address: 10\.96\.' && echo DNS=OK
+      for i in 1 2 3 4 5 6 7 8 9 10; do
+        out=\$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 web.$ns.svc.cluster.local 80) && break
+        sleep 1
+      done
+      echo "\$out" | grep -q hello-from-web && echo SERVICE=OK
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: share, namespace: $ns}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      volumes: [{name: shared, emptyDir: {}}]
+      containers:
+      - name: writer
+        image: localhost/oras-cache-test/busybox:1
+        imagePullPolicy: Never
+        command: [sh, -c, 'echo data-123 > /shared/f']
+        volumeMounts: [{name: shared, mountPath: /shared}]
+      - name: reader
+        image: localhost/oras-cache-test/noshell:1
+        imagePullPolicy: Never
+        args: [--sleep, 2s, --cat, /shared, --out, /shared/out.txt]
+        volumeMounts: [{name: shared, mountPath: /shared}]
+EOF
+  local ok=1
+  kc -n "$ns" wait --for=jsonpath='{.status.phase}'=Succeeded pod/client --timeout=90s >/dev/null || ok=0
+  local logs; logs=$(kc -n "$ns" logs client 2>&1)
+  grep -q DNS=OK <<<"$logs" && log "smoke: pod resolved web.$ns.svc.cluster.local through CoreDNS" || { ok=0; log "smoke: DNS FAILED: $logs"; }
+  grep -q SERVICE=OK <<<"$logs" && log "smoke: pod reached the ClusterIP Service (kubectl logs works)" || { ok=0; log "smoke: Service FAILED"; }
+  if kc -n "$ns" wait --for=condition=complete job/share --timeout=90s >/dev/null && kc -n "$ns" logs job/share -c reader | grep -q data-123; then
+    log "smoke: Job with two containers sharing an emptyDir completed (noshell image ran)"
+  else ok=0; log "smoke: Job FAILED"; kc -n "$ns" describe job/share | tail -20 >&2; fi
+  kc delete namespace "$ns" --wait=false >/dev/null
+  ((ok)) || return 1
+  log "smoke: all passed in $((SECONDS - t0))s"
+}
+
 cmd_status() {
   local n rc=0
   for n in etcd containerd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy; do
@@ -650,6 +748,7 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  smoke) cmd_smoke ;;
   kubeconfig) echo "$KUBECONFIG_ADMIN" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|smoke" >&2; exit 2 ;;
 esac
