@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -8,9 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/yaml"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // Config is the webhook configuration file rendered by the chart (ConfigMap
@@ -107,8 +109,25 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes YAML strictly (unknown keys fail), applies defaults and validates.
 func ParseConfig(data []byte) (*Config, error) {
 	var cfg Config
-	if err := yaml.UnmarshalStrict(data, &cfg); err != nil {
+	// YAML 1.2 scalars (yaml v3): a namespace or release named "no" or "on" stays a string
+	var doc any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
+	}
+	if doc == nil {
+		doc = map[string]any{}
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	// case-sensitive, unknown and duplicate fields are errors
+	strict, err := sigsjson.UnmarshalStrict(js, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(strict) > 0 {
+		return nil, errors.Join(strict...)
 	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {

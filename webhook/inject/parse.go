@@ -104,7 +104,7 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 		return nil, "", p.denials
 	}
 	cache, hasCache := p.ann[AnnotationCache]
-	if hasCache && cache != "" && cache != cfg.CacheName {
+	if hasCache && strings.TrimSpace(cache) != "" && cache != cfg.CacheName {
 		return nil, fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", cache, cfg.CacheName), nil
 	}
 	// unknown keys first: a typo in the switch itself shows up here too
