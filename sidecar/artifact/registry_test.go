@@ -122,10 +122,10 @@ func TestPullMissingReferenceNamesIt(t *testing.T) {
 
 func TestParseRef(t *testing.T) {
 	cases := map[string]string{
-		"repo":                      "cache:5000/repo:latest",
-		"team/repo:v1":              "cache:5000/team/repo:v1",
-		"localhost/repo:v1":         "localhost/repo:v1",
-		"registry.example.com/a/b":  "registry.example.com/a/b:latest",
+		"repo":                     "cache:5000/repo:latest",
+		"team/repo:v1":             "cache:5000/team/repo:v1",
+		"localhost/repo:v1":        "localhost/repo:v1",
+		"registry.example.com/a/b": "registry.example.com/a/b:latest",
 		"127.0.0.1:5000/a@sha256:" + strings.Repeat("0", 64): "127.0.0.1:5000/a@sha256:" + strings.Repeat("0", 64),
 	}
 	for in, want := range cases {
