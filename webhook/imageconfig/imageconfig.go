@@ -385,8 +385,10 @@ func hostMatches(key, host string) bool {
 func describe(err error, host string, plain bool, credNote string, timeout time.Duration) error {
 	var resp *errcode.ErrorResponse
 	switch {
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return fmt.Errorf("registry %s refused access (HTTP 401: credentials required) to the lookup made %s; add an imagePullSecret with credentials for %s to the pod", host, credNote, host)
 	case errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
-		return fmt.Errorf("registry %s refused access (HTTP %d) when read %s; add an imagePullSecret with credentials for %s to the pod", host, resp.StatusCode, credNote, host)
+		return fmt.Errorf("registry %s refused access (HTTP %d) to the lookup made %s; add an imagePullSecret with credentials for %s to the pod", host, resp.StatusCode, credNote, host)
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound, errors.Is(err, errdef.ErrNotFound):
 		return fmt.Errorf("the image was not found in registry %s: %v", host, err)
 	case errors.Is(err, context.DeadlineExceeded):
