@@ -60,11 +60,16 @@ step() { # step NAME: prints the time the previous step took
 # ---------------------------------------------------------------------------------------------
 # processes
 
-pid_of() { # pid_of NAME: the recorded PID when that process still runs
-  local f="$PIDS/$1.pid" pid
+pid_of() { # pid_of NAME: the recorded PID when that same program still runs under it
+  local f="$PIDS/$1.pid" pid exe want
   [[ -f $f ]] || return 1
-  pid=$(<"$f")
-  [[ -n $pid && -d /proc/$pid ]] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null || return 1
+  read -r pid want <"$f" || true
+  [[ -n $pid && -d /proc/$pid ]] || return 1
+  grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && return 1
+  exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+  exe=${exe% (deleted)}
+  # a PID reused by another program after a reboot is not ours (setsid execs the daemon)
+  [[ -z $want || $exe == "$want" || $exe == */setsid ]] || return 1
   echo "$pid"
 }
 
@@ -73,7 +78,7 @@ start_daemon() { # start_daemon NAME CMD...: start once in its own session; log 
   if pid_of "$name" >/dev/null; then log "$name already running (pid $(pid_of "$name"))"; return 0; fi
   mkdir -p "$PIDS" "$LOGS"
   setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
-  echo $! >"$PIDS/$name.pid"
+  echo "$! $(readlink -f "$(command -v "$1")")" >"$PIDS/$name.pid"
   log "started $name (pid $!)"
 }
 
