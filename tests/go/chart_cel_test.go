@@ -17,7 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-const annPrefix = "oras.converged-computing.github.io/"
+const chAnnPrefix = "oras.converged-computing.github.io/"
 
 // chartMatchConditions compiles the rendered matchConditions into one predicate on a pod.
 func chartMatchConditions(t *testing.T, o *chartObjects) func(pod *corev1.Pod) bool {
@@ -54,7 +54,7 @@ func chartMatchConditions(t *testing.T, o *chartObjects) func(pod *corev1.Pod) b
 	}
 }
 
-func samplePod(ann map[string]string) *corev1.Pod {
+func chSamplePod(ann map[string]string) *corev1.Pod {
 	return &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "job-", Namespace: "ns", Annotations: ann, Labels: map[string]string{"job-name": "j"}},
@@ -75,18 +75,18 @@ func TestChartMatchConditionsSelectThisReleasesPods(t *testing.T) {
 				{"no annotations at all", nil, false},
 				{"empty annotations", map[string]string{}, false},
 				{"unrelated annotations", map[string]string{"prometheus.io/scrape": "true", "kubectl.kubernetes.io/default-container": "app"}, false},
-				{"oras-cache naming this release", map[string]string{annPrefix + "oras-cache": release}, true},
-				{"this release with inputs and outputs", map[string]string{annPrefix + "oras-cache": release, annPrefix + "input-uri": "data:v1", annPrefix + "output-uri": "result:v1", "other": "x"}, true},
-				{"oras-cache naming another release", map[string]string{annPrefix + "oras-cache": release + "-other", annPrefix + "output-uri": "r:1"}, false},
-				{"oras-cache naming a prefix of this release", map[string]string{annPrefix + "oras-cache": release[:len(release)-1]}, false},
-				{"oras-cache empty", map[string]string{annPrefix + "oras-cache": ""}, false},
+				{"oras-cache naming this release", map[string]string{chAnnPrefix + "oras-cache": release}, true},
+				{"this release with inputs and outputs", map[string]string{chAnnPrefix + "oras-cache": release, chAnnPrefix + "input-uri": "data:v1", chAnnPrefix + "output-uri": "result:v1", "other": "x"}, true},
+				{"oras-cache naming another release", map[string]string{chAnnPrefix + "oras-cache": release + "-other", chAnnPrefix + "output-uri": "r:1"}, false},
+				{"oras-cache naming a prefix of this release", map[string]string{chAnnPrefix + "oras-cache": release[:len(release)-1]}, false},
+				{"oras-cache empty", map[string]string{chAnnPrefix + "oras-cache": ""}, false},
 				// other keys without oras-cache reach the webhook, which denies them with a message
-				{"oras keys without oras-cache", map[string]string{annPrefix + "output-uri": "result:v1"}, true},
+				{"oras keys without oras-cache", map[string]string{chAnnPrefix + "output-uri": "result:v1"}, true},
 				{"similar but foreign prefix", map[string]string{"oras.converged-computing.github.io.example/oras-cache": release}, false},
-				{"the status annotation alone", map[string]string{annPrefix + "status": "injected"}, true},
+				{"the status annotation alone", map[string]string{chAnnPrefix + "status": "injected"}, true},
 			}
 			for _, c := range cases {
-				assert.Equal(t, c.want, match(samplePod(c.ann)), c.name)
+				assert.Equal(t, c.want, match(chSamplePod(c.ann)), c.name)
 			}
 		})
 	}
@@ -103,12 +103,12 @@ func TestChartNotesJobIsValidAndSelected(t *testing.T) {
 		end := strings.Index(notes[start:], "\n\n")
 		require.Greater(t, end, 0)
 		var job batchv1.Job
-		require.NoError(t, strictDecode(notes[start:start+end], &job), "the Job in NOTES decodes strictly")
+		require.NoError(t, chStrictDecode(notes[start:start+end], &job), "the Job in NOTES decodes strictly")
 		assert.Equal(t, "science", job.Namespace)
 		assert.Equal(t, corev1.RestartPolicyNever, job.Spec.Template.Spec.RestartPolicy)
 		require.Len(t, job.Spec.Template.Spec.Containers, 1)
-		assert.Equal(t, "wf", job.Spec.Template.Annotations[annPrefix+"oras-cache"])
-		pod := samplePod(job.Spec.Template.Annotations)
+		assert.Equal(t, "wf", job.Spec.Template.Annotations[chAnnPrefix+"oras-cache"])
+		pod := chSamplePod(job.Spec.Template.Annotations)
 		assert.True(t, chartMatchConditions(t, o)(pod), "the webhook selects the NOTES Job's pods")
 
 		assert.Contains(t, notes, "port-forward svc/wf-oras-cache-registry 5000:5000")

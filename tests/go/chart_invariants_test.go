@@ -52,7 +52,7 @@ func chartMatrix(t *testing.T) []chartCase {
 		{name: "custom-path-and-ports", release: "r", namespace: "ns", sets: []string{"webhook.path=/oras/mutate,webhook.port=10250,webhook.metricsPort=9090,webhook.healthPort=9091"}},
 		{name: "no-networkpolicy-no-tests", release: "r", namespace: "ns", sets: []string{"networkPolicy.enabled=false,tests.enabled=false"}},
 	}
-	for _, f := range exampleValuesFiles(t) {
+	for _, f := range chExampleValuesFiles(t) {
 		cases = append(cases, chartCase{name: "example-" + path.Base(f), release: "wf", namespace: "science", files: []string{f}})
 	}
 	return cases
@@ -64,14 +64,14 @@ func TestChartInvariants(t *testing.T) {
 			vals := chartValues(t, c.files, c.sets...)
 			o := chartRender(t, c.release, c.namespace, vals)
 			eff := chartEffectiveValues(t, vals)
-			checkMetadata(t, o)
-			checkSelectors(t, o)
-			cfg := checkWebhookWiring(t, o, eff)
-			checkTLS(t, o, eff)
-			checkSecretRefs(t, o, eff, cfg)
-			checkVolumes(t, o)
-			checkRegistry(t, o, eff)
-			checkNetworkPolicy(t, o, eff)
+			chCheckMetadata(t, o)
+			chCheckSelectors(t, o)
+			cfg := chCheckWebhookWiring(t, o, eff)
+			chCheckTLS(t, o, eff)
+			chCheckSecretRefs(t, o, eff, cfg)
+			chCheckVolumes(t, o)
+			chCheckRegistry(t, o, eff)
+			chCheckNetworkPolicy(t, o, eff)
 		})
 	}
 }
@@ -80,7 +80,7 @@ func TestChartInvariants(t *testing.T) {
 func chartEffectiveValues(t *testing.T, vals map[string]any) map[string]any {
 	t.Helper()
 	merged := map[string]any{}
-	require.NoError(t, yaml.Unmarshal(mustRead(t, chartDir+"/values.yaml"), &merged))
+	require.NoError(t, yaml.Unmarshal(chRead(t, chartDir+"/values.yaml"), &merged))
 	var deepMerge func(dst, src map[string]any)
 	deepMerge = func(dst, src map[string]any) {
 		for k, v := range src {
@@ -102,7 +102,7 @@ func chartEffectiveValues(t *testing.T, vals map[string]any) map[string]any {
 	return merged
 }
 
-func val(m map[string]any, dotted string) any {
+func chVal(m map[string]any, dotted string) any {
 	var cur any = m
 	for _, k := range strings.Split(dotted, ".") {
 		mm, ok := cur.(map[string]any)
@@ -114,18 +114,18 @@ func val(m map[string]any, dotted string) any {
 	return cur
 }
 
-func sval(m map[string]any, dotted string) string {
-	v := val(m, dotted)
+func chStr(m map[string]any, dotted string) string {
+	v := chVal(m, dotted)
 	if v == nil {
 		return ""
 	}
 	return fmt.Sprint(v)
 }
 
-func bval(m map[string]any, dotted string) bool { v, _ := val(m, dotted).(bool); return v }
+func chBool(m map[string]any, dotted string) bool { v, _ := chVal(m, dotted).(bool); return v }
 
-func ival(t *testing.T, m map[string]any, dotted string) int {
-	n, err := strconv.Atoi(sval(m, dotted))
+func chInt(t *testing.T, m map[string]any, dotted string) int {
+	n, err := strconv.Atoi(chStr(m, dotted))
 	require.NoError(t, err, dotted)
 	return n
 }
@@ -135,7 +135,7 @@ var chartLabelKeys = []string{
 	"app.kubernetes.io/component", "app.kubernetes.io/managed-by", "helm.sh/chart",
 }
 
-func checkMetadata(t *testing.T, o *chartObjects) {
+func chCheckMetadata(t *testing.T, o *chartObjects) {
 	seen := map[string]bool{}
 	for _, obj := range o.All {
 		kind := o.Kinds[obj]
@@ -162,14 +162,14 @@ func checkMetadata(t *testing.T, o *chartObjects) {
 	require.Len(t, o.MWCs, 1)
 }
 
-func selectorOf(t *testing.T, ls *metav1.LabelSelector) labels.Selector {
+func chSelector(t *testing.T, ls *metav1.LabelSelector) labels.Selector {
 	s, err := metav1.LabelSelectorAsSelector(ls)
 	require.NoError(t, err)
 	return s
 }
 
-// chartPods are the pod templates of the chart: Deployments and the test pod.
-func chartPods(o *chartObjects) map[string]map[string]string {
+// chartPodLabels are the pod templates of the chart: Deployments and the test pod.
+func chartPodLabels(o *chartObjects) map[string]map[string]string {
 	pods := map[string]map[string]string{}
 	for n, d := range o.Deployments {
 		pods["deployment/"+n] = d.Spec.Template.Labels
@@ -180,9 +180,9 @@ func chartPods(o *chartObjects) map[string]map[string]string {
 	return pods
 }
 
-func matching(sel labels.Selector, pods map[string]map[string]string) []string {
+func chMatching(sel labels.Selector, pods map[string]map[string]string) []string {
 	var out []string
-	for _, n := range sortedKeys(pods) {
+	for _, n := range chSortedKeys(pods) {
 		if sel.Matches(labels.Set(pods[n])) {
 			out = append(out, n)
 		}
@@ -190,36 +190,36 @@ func matching(sel labels.Selector, pods map[string]map[string]string) []string {
 	return out
 }
 
-func checkSelectors(t *testing.T, o *chartObjects) {
-	pods := chartPods(o)
+func chCheckSelectors(t *testing.T, o *chartObjects) {
+	pods := chartPodLabels(o)
 	for n, d := range o.Deployments {
-		sel := selectorOf(t, d.Spec.Selector)
+		sel := chSelector(t, d.Spec.Selector)
 		assert.True(t, sel.Matches(labels.Set(d.Spec.Template.Labels)), "Deployment %s selects its own pods", n)
-		assert.Equal(t, []string{"deployment/" + n}, matching(sel, pods), "Deployment %s selects only its pods", n)
+		assert.Equal(t, []string{"deployment/" + n}, chMatching(sel, pods), "Deployment %s selects only its pods", n)
 	}
 	for n, s := range o.Services {
 		require.NotEmpty(t, s.Spec.Selector, n)
-		assert.Equal(t, []string{"deployment/" + n}, matching(labels.SelectorFromSet(s.Spec.Selector), pods),
+		assert.Equal(t, []string{"deployment/" + n}, chMatching(labels.SelectorFromSet(s.Spec.Selector), pods),
 			"Service %s selects exactly the Deployment of the same name", n)
 	}
 	for n, p := range o.PDBs {
-		assert.Equal(t, []string{"deployment/" + n}, matching(selectorOf(t, p.Spec.Selector), pods), "PDB %s", n)
+		assert.Equal(t, []string{"deployment/" + n}, chMatching(chSelector(t, p.Spec.Selector), pods), "PDB %s", n)
 	}
 	for n, np := range o.NetworkPolicies {
-		assert.Equal(t, []string{"deployment/" + n}, matching(selectorOf(t, &np.Spec.PodSelector), pods), "NetworkPolicy %s", n)
+		assert.Equal(t, []string{"deployment/" + n}, chMatching(chSelector(t, &np.Spec.PodSelector), pods), "NetworkPolicy %s", n)
 	}
 	// the chart's own pods never reach the webhook
 	for _, mwc := range o.MWCs {
 		for _, w := range mwc.Webhooks {
-			assert.Empty(t, matching(selectorOf(t, w.ObjectSelector), pods), "objectSelector must exclude the chart's pods")
-			assert.True(t, selectorOf(t, w.ObjectSelector).Matches(labels.Set{"app": "user", "batch.kubernetes.io/job-name": "j"}), "user pods pass the objectSelector")
-			assert.True(t, selectorOf(t, w.NamespaceSelector).Matches(labels.Set{"kubernetes.io/metadata.name": o.Namespace}))
-			assert.False(t, selectorOf(t, w.NamespaceSelector).Matches(labels.Set{"kubernetes.io/metadata.name": o.Namespace + "-other"}))
+			assert.Empty(t, chMatching(chSelector(t, w.ObjectSelector), pods), "objectSelector must exclude the chart's pods")
+			assert.True(t, chSelector(t, w.ObjectSelector).Matches(labels.Set{"app": "user", "batch.kubernetes.io/job-name": "j"}), "user pods pass the objectSelector")
+			assert.True(t, chSelector(t, w.NamespaceSelector).Matches(labels.Set{"kubernetes.io/metadata.name": o.Namespace}))
+			assert.False(t, chSelector(t, w.NamespaceSelector).Matches(labels.Set{"kubernetes.io/metadata.name": o.Namespace + "-other"}))
 		}
 	}
 }
 
-func component(o *chartObjects, comp string) *appsv1.Deployment {
+func chComponent(o *chartObjects, comp string) *appsv1.Deployment {
 	for _, d := range o.Deployments {
 		if d.Labels["app.kubernetes.io/component"] == comp {
 			return d
@@ -228,7 +228,7 @@ func component(o *chartObjects, comp string) *appsv1.Deployment {
 	return nil
 }
 
-func servicePortTarget(t *testing.T, svc *corev1.Service, port int32, pod *corev1.PodSpec) (container *corev1.Container, containerPort int32) {
+func chServicePortTarget(t *testing.T, svc *corev1.Service, port int32, pod *corev1.PodSpec) (container *corev1.Container, containerPort int32) {
 	for _, sp := range svc.Spec.Ports {
 		if sp.Port != port {
 			continue
@@ -247,10 +247,10 @@ func servicePortTarget(t *testing.T, svc *corev1.Service, port int32, pod *corev
 	return nil, 0
 }
 
-// checkWebhookWiring: MWC → Service → container port = server.port, path = server.path; the
+// chCheckWebhookWiring: MWC → Service → container port = server.port, path = server.path; the
 // ConfigMap parses with the webhook's own strict loader.
-func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inject.Config {
-	wd := component(o, "webhook")
+func chCheckWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inject.Config {
+	wd := chComponent(o, "webhook")
 	require.NotNil(t, wd)
 	var mwc *admissionv1.MutatingWebhookConfiguration
 	for _, m := range o.MWCs {
@@ -265,7 +265,7 @@ func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inje
 	svc := o.Services[ref.Name]
 	require.NotNil(t, svc, "MWC names Service %s, which the chart renders", ref.Name)
 	require.NotNil(t, ref.Port)
-	c, cport := servicePortTarget(t, svc, *ref.Port, &wd.Spec.Template.Spec)
+	c, cport := chServicePortTarget(t, svc, *ref.Port, &wd.Spec.Template.Spec)
 
 	// the config file the container reads
 	require.Equal(t, []string{"--config", "/etc/oras-cache/config.yaml"}, c.Args)
@@ -292,7 +292,7 @@ func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inje
 	assert.Equal(t, int(cport), cfg.Server.Port, "Service → container port is the port the server listens on")
 	require.NotNil(t, ref.Path)
 	assert.Equal(t, *ref.Path, cfg.Server.Path, "the MWC path is the path the server serves")
-	assert.Equal(t, sval(eff, "webhook.path"), cfg.Server.Path)
+	assert.Equal(t, chStr(eff, "webhook.path"), cfg.Server.Path)
 
 	// health probes hit the health address of the config
 	_, hport, err := net.SplitHostPort(cfg.Server.HealthAddr)
@@ -300,7 +300,7 @@ func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inje
 	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
 		require.NotNil(t, p)
 		require.NotNil(t, p.HTTPGet)
-		assert.Equal(t, hport, strconv.Itoa(int(namedPort(t, c, p.HTTPGet.Port))))
+		assert.Equal(t, hport, strconv.Itoa(int(chNamedPort(t, c, p.HTTPGet.Port))))
 	}
 	assert.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
 	assert.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
@@ -315,23 +315,23 @@ func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inje
 	assert.True(t, tlsMounted, "certDir %s mounted", cfg.Server.CertDir)
 
 	// the registry host the injected containers use is the registry Service
-	rsvc := o.Services[component(o, "registry").Name]
+	rsvc := o.Services[chComponent(o, "registry").Name]
 	require.NotNil(t, rsvc)
-	wantHost := fmt.Sprintf("%s.%s.svc.%s:%d", rsvc.Name, o.Namespace, sval(eff, "clusterDomain"), rsvc.Spec.Ports[0].Port)
+	wantHost := fmt.Sprintf("%s.%s.svc.%s:%d", rsvc.Name, o.Namespace, chStr(eff, "clusterDomain"), rsvc.Spec.Ports[0].Port)
 	assert.Equal(t, wantHost, cfg.Registry.Host)
 	assert.True(t, cfg.Registry.PlainHTTP)
-	assert.Equal(t, sval(eff, "sidecar.image.repository")+":"+orDefault(sval(eff, "sidecar.image.tag"), chartLoad(t).Metadata.AppVersion), cfg.Sidecar.Image)
+	assert.Equal(t, chStr(eff, "sidecar.image.repository")+":"+chOr(chStr(eff, "sidecar.image.tag"), chartLoad(t).Metadata.AppVersion), cfg.Sidecar.Image)
 
 	// admission scope and policy
-	assert.Equal(t, admissionv1.FailurePolicyType(sval(eff, "webhook.failurePolicy")), *w.FailurePolicy)
+	assert.Equal(t, admissionv1.FailurePolicyType(chStr(eff, "webhook.failurePolicy")), *w.FailurePolicy)
 	assert.Equal(t, admissionv1.SideEffectClassNone, *w.SideEffects)
-	assert.Equal(t, int32(ival(t, eff, "webhook.timeoutSeconds")), *w.TimeoutSeconds)
+	assert.Equal(t, int32(chInt(t, eff, "webhook.timeoutSeconds")), *w.TimeoutSeconds)
 	assert.Equal(t, []string{"v1"}, w.AdmissionReviewVersions)
 	require.Len(t, w.Rules, 1)
 	assert.Equal(t, []admissionv1.OperationType{admissionv1.Create}, w.Rules[0].Operations)
 	assert.Equal(t, []string{"pods"}, w.Rules[0].Resources)
 	require.Len(t, w.MatchConditions, 1)
-	assert.Equal(t, strings.TrimSuffix(truncate(o.Namespace+"-"+chartFullname(o, eff), 63), "-"), mwc.Name)
+	assert.Equal(t, strings.TrimSuffix(chTrunc(o.Namespace+"-"+chartFullname(o, eff), 63), "-"), mwc.Name)
 
 	// the webhook may read Secrets by name in its namespace, nothing more
 	sa := wd.Spec.Template.Spec.ServiceAccountName
@@ -353,14 +353,14 @@ func checkWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *inje
 	return cfg
 }
 
-func orDefault(s, d string) string {
+func chOr(s, d string) string {
 	if s == "" {
 		return d
 	}
 	return s
 }
 
-func truncate(s string, n int) string {
+func chTrunc(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
 	}
@@ -369,17 +369,17 @@ func truncate(s string, n int) string {
 
 // chartFullname recomputes the fullname rule of design.md.
 func chartFullname(o *chartObjects, eff map[string]any) string {
-	if f := sval(eff, "fullnameOverride"); f != "" {
-		return strings.TrimSuffix(truncate(f, 63), "-")
+	if f := chStr(eff, "fullnameOverride"); f != "" {
+		return strings.TrimSuffix(chTrunc(f, 63), "-")
 	}
-	name := orDefault(sval(eff, "nameOverride"), "oras-cache")
+	name := chOr(chStr(eff, "nameOverride"), "oras-cache")
 	if strings.Contains(o.Release, name) {
-		return strings.TrimSuffix(truncate(o.Release, 63), "-")
+		return strings.TrimSuffix(chTrunc(o.Release, 63), "-")
 	}
-	return strings.TrimSuffix(truncate(o.Release+"-"+name, 63), "-")
+	return strings.TrimSuffix(chTrunc(o.Release+"-"+name, 63), "-")
 }
 
-func namedPort(t *testing.T, c *corev1.Container, p intstr.IntOrString) int32 {
+func chNamedPort(t *testing.T, c *corev1.Container, p intstr.IntOrString) int32 {
 	if p.Type == intstr.Int {
 		return p.IntVal
 	}
@@ -392,11 +392,11 @@ func namedPort(t *testing.T, c *corev1.Container, p intstr.IntOrString) int32 {
 	return 0
 }
 
-func webhookDNSNames(o *chartObjects, svc, domain string) []string {
+func chWebhookDNSNames(o *chartObjects, svc, domain string) []string {
 	return []string{svc, svc + "." + o.Namespace, svc + "." + o.Namespace + ".svc", svc + "." + o.Namespace + ".svc." + domain}
 }
 
-func parseCert(t *testing.T, pemBytes []byte) *x509.Certificate {
+func chParseCert(t *testing.T, pemBytes []byte) *x509.Certificate {
 	block, _ := pem.Decode(pemBytes)
 	require.NotNil(t, block, "PEM")
 	c, err := x509.ParseCertificate(block.Bytes)
@@ -404,11 +404,11 @@ func parseCert(t *testing.T, pemBytes []byte) *x509.Certificate {
 	return c
 }
 
-// checkTLS: in mode helm the caBundle is the CA that signed the serving certificate, whose SANs
+// chCheckTLS: in mode helm the caBundle is the CA that signed the serving certificate, whose SANs
 // cover every Service DNS name; in certManager the Certificate names the same Secret and the
 // cainjector annotation points at it; in secret the user's Secret and caBundle are used.
-func checkTLS(t *testing.T, o *chartObjects, eff map[string]any) {
-	wd := component(o, "webhook")
+func chCheckTLS(t *testing.T, o *chartObjects, eff map[string]any) {
+	wd := chComponent(o, "webhook")
 	var tlsSecret string
 	for _, v := range wd.Spec.Template.Spec.Volumes {
 		if v.Name == "tls" {
@@ -421,14 +421,14 @@ func checkTLS(t *testing.T, o *chartObjects, eff map[string]any) {
 	}
 	w := mwc.Webhooks[0]
 	svc := w.ClientConfig.Service.Name
-	names := webhookDNSNames(o, svc, sval(eff, "clusterDomain"))
-	switch mode := sval(eff, "webhook.tls.mode"); mode {
+	names := chWebhookDNSNames(o, svc, chStr(eff, "clusterDomain"))
+	switch mode := chStr(eff, "webhook.tls.mode"); mode {
 	case "helm":
 		s := o.Secrets[tlsSecret]
 		require.NotNil(t, s, "the mounted TLS Secret %s is rendered", tlsSecret)
 		assert.Equal(t, corev1.SecretTypeTLS, s.Type)
-		ca := parseCert(t, s.Data["ca.crt"])
-		leaf := parseCert(t, s.Data["tls.crt"])
+		ca := chParseCert(t, s.Data["ca.crt"])
+		leaf := chParseCert(t, s.Data["tls.crt"])
 		assert.Equal(t, s.Data["ca.crt"], w.ClientConfig.CABundle, "caBundle is the Secret's CA")
 		assert.True(t, ca.IsCA)
 		require.NoError(t, leaf.CheckSignatureFrom(ca), "the CA signed the serving certificate")
@@ -451,7 +451,7 @@ func checkTLS(t *testing.T, o *chartObjects, eff map[string]any) {
 			assert.Equal(t, o.Namespace+"/"+c.Name, mwc.Annotations["cert-manager.io/inject-ca-from"])
 			assert.Equal(t, tlsSecret, c.Spec.SecretName, "the Deployment mounts the Certificate's Secret")
 			assert.Subset(t, c.Spec.DNSNames, names)
-			if n := sval(eff, "webhook.tls.certManager.issuerRef.name"); n != "" {
+			if n := chStr(eff, "webhook.tls.certManager.issuerRef.name"); n != "" {
 				assert.Equal(t, n, c.Spec.IssuerRef.Name)
 				assert.Empty(t, o.Issuers)
 			} else {
@@ -461,58 +461,58 @@ func checkTLS(t *testing.T, o *chartObjects, eff map[string]any) {
 		}
 		assert.Nil(t, o.Secrets[tlsSecret], "cert-manager writes the Secret")
 	case "secret":
-		assert.Equal(t, sval(eff, "webhook.tls.secret.name"), tlsSecret)
+		assert.Equal(t, chStr(eff, "webhook.tls.secret.name"), tlsSecret)
 		assert.Nil(t, o.Secrets[tlsSecret], "the user's Secret is not rendered")
-		want, err := base64.StdEncoding.DecodeString(sval(eff, "webhook.tls.secret.caBundle"))
+		want, err := base64.StdEncoding.DecodeString(chStr(eff, "webhook.tls.secret.caBundle"))
 		require.NoError(t, err)
 		assert.Equal(t, want, w.ClientConfig.CABundle)
-		parseCert(t, w.ClientConfig.CABundle)
+		chParseCert(t, w.ClientConfig.CABundle)
 	default:
 		t.Fatalf("mode %q", mode)
 	}
 }
 
-type secretRef struct{ from, name, key string }
+type chSecretRef struct{ from, name, key string }
 
-func podSecretRefs(from string, spec *corev1.PodSpec) []secretRef {
-	var refs []secretRef
+func chPodSecretRefs(from string, spec *corev1.PodSpec) []chSecretRef {
+	var refs []chSecretRef
 	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
 		for _, e := range c.Env {
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				refs = append(refs, secretRef{from + " env " + e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key})
+				refs = append(refs, chSecretRef{from + " env " + e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key})
 			}
 		}
 	}
 	for _, v := range spec.Volumes {
 		if v.Secret != nil {
 			for _, it := range v.Secret.Items {
-				refs = append(refs, secretRef{from + " volume " + v.Name, v.Secret.SecretName, it.Key})
+				refs = append(refs, chSecretRef{from + " volume " + v.Name, v.Secret.SecretName, it.Key})
 			}
 		}
 	}
 	return refs
 }
 
-// checkSecretRefs: every Secret key a pod or the webhook config refers to exists in a Secret
+// chCheckSecretRefs: every Secret key a pod or the webhook config refers to exists in a Secret
 // the chart renders, or the Secret is one the user named in values (existingSecret, own TLS).
-func checkSecretRefs(t *testing.T, o *chartObjects, eff map[string]any, cfg *inject.Config) {
-	var refs []secretRef
+func chCheckSecretRefs(t *testing.T, o *chartObjects, eff map[string]any, cfg *inject.Config) {
+	var refs []chSecretRef
 	for n, d := range o.Deployments {
-		refs = append(refs, podSecretRefs("Deployment "+n, &d.Spec.Template.Spec)...)
+		refs = append(refs, chPodSecretRefs("Deployment "+n, &d.Spec.Template.Spec)...)
 	}
 	for n, p := range o.TestPods {
-		refs = append(refs, podSecretRefs("Pod "+n, &p.Spec)...)
+		refs = append(refs, chPodSecretRefs("Pod "+n, &p.Spec)...)
 	}
 	if cfg.Registry.AuthSecret != "" {
-		refs = append(refs, secretRef{"webhook config", cfg.Registry.AuthSecret, "username"}, secretRef{"webhook config", cfg.Registry.AuthSecret, "password"})
+		refs = append(refs, chSecretRef{"webhook config", cfg.Registry.AuthSecret, "username"}, chSecretRef{"webhook config", cfg.Registry.AuthSecret, "password"})
 	}
 	external := map[string]bool{}
-	if s := sval(eff, "auth.existingSecret"); s != "" {
+	if s := chStr(eff, "auth.existingSecret"); s != "" {
 		external[s] = true
 	}
-	switch sval(eff, "webhook.tls.mode") {
+	switch chStr(eff, "webhook.tls.mode") {
 	case "secret":
-		external[sval(eff, "webhook.tls.secret.name")] = true
+		external[chStr(eff, "webhook.tls.secret.name")] = true
 	case "certManager":
 		for _, c := range o.Certificates {
 			external[c.Spec.SecretName] = true // tls.crt, tls.key, ca.crt written by cert-manager
@@ -529,15 +529,15 @@ func checkSecretRefs(t *testing.T, o *chartObjects, eff map[string]any, cfg *inj
 			assert.Contains(t, s.Data, r.key, "%s refers to key %s of Secret %s", r.from, r.key, r.name)
 		}
 	}
-	if bval(eff, "auth.enabled") {
+	if chBool(eff, "auth.enabled") {
 		assert.NotEmpty(t, cfg.Registry.AuthSecret, "auth on: the webhook hands the credentials to injected containers")
 	} else {
 		assert.Empty(t, cfg.Registry.AuthSecret)
 	}
 }
 
-// checkVolumes: ConfigMaps and claims that pods mount exist (or are the user's existingClaim).
-func checkVolumes(t *testing.T, o *chartObjects) {
+// chCheckVolumes: ConfigMaps and claims that pods mount exist (or are the user's existingClaim).
+func chCheckVolumes(t *testing.T, o *chartObjects) {
 	for n, d := range o.Deployments {
 		spec := d.Spec.Template.Spec
 		vols := map[string]bool{}
@@ -547,7 +547,7 @@ func checkVolumes(t *testing.T, o *chartObjects) {
 				assert.NotNil(t, o.ConfigMaps[v.ConfigMap.Name], "%s mounts ConfigMap %s", n, v.ConfigMap.Name)
 			}
 			if v.PersistentVolumeClaim != nil && o.Values != nil {
-				if ec := sval(o.Values, "registry.persistence.existingClaim"); ec != "" {
+				if ec := chStr(o.Values, "registry.persistence.existingClaim"); ec != "" {
 					assert.Equal(t, ec, v.PersistentVolumeClaim.ClaimName)
 					assert.Empty(t, o.PVCs)
 				} else {
@@ -571,9 +571,9 @@ func checkVolumes(t *testing.T, o *chartObjects) {
 	}
 }
 
-// checkRegistry: the distribution config agrees with the pod (port, htpasswd file, storage).
-func checkRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
-	rd := component(o, "registry")
+// chCheckRegistry: the distribution config agrees with the pod (port, htpasswd file, storage).
+func chCheckRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
+	rd := chComponent(o, "registry")
 	require.NotNil(t, rd)
 	c := rd.Spec.Template.Spec.Containers[0]
 	assert.Equal(t, []string{"registry", "serve", "/etc/distribution/config.yml"}, c.Command)
@@ -611,13 +611,13 @@ func checkRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
 	assert.NotEmpty(t, mounts[conf.Storage.Filesystem.RootDirectory], "storage root is a volume")
 	svc := o.Services[rd.Name]
 	require.NotNil(t, svc)
-	_, port := servicePortTarget(t, svc, svc.Spec.Ports[0].Port, &rd.Spec.Template.Spec)
+	_, port := chServicePortTarget(t, svc, svc.Spec.Ports[0].Port, &rd.Spec.Template.Spec)
 	assert.Equal(t, fmt.Sprintf(":%d", port), conf.HTTP.Addr, "the registry listens on the port the Service targets")
 	assert.Equal(t, svc.Spec.Ports[0].Port, port, "same port on Service and container (headless works)")
-	if bval(eff, "registry.service.headless") {
+	if chBool(eff, "registry.service.headless") {
 		assert.Equal(t, "None", svc.Spec.ClusterIP)
 	}
-	if bval(eff, "auth.enabled") {
+	if chBool(eff, "auth.enabled") {
 		require.NotNil(t, conf.Auth, "htpasswd auth configured")
 		assert.NotEmpty(t, mounts[path.Dir(conf.Auth.Htpasswd.Path)], "htpasswd file %s is mounted", conf.Auth.Htpasswd.Path)
 		assert.Equal(t, "/", c.ReadinessProbe.HTTPGet.Path, "/v2/ answers 401 with auth on")
@@ -625,21 +625,21 @@ func checkRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
 		assert.Nil(t, conf.Auth)
 		assert.Equal(t, "/v2/", c.ReadinessProbe.HTTPGet.Path)
 	}
-	if bval(eff, "registry.persistence.enabled") {
+	if chBool(eff, "registry.persistence.enabled") {
 		assert.Equal(t, appsv1.RecreateDeploymentStrategyType, rd.Spec.Strategy.Type)
 		for _, p := range o.PVCs {
-			assert.Equal(t, bval(eff, "registry.persistence.keepOnUninstall"), p.Annotations["helm.sh/resource-policy"] == "keep")
+			assert.Equal(t, chBool(eff, "registry.persistence.keepOnUninstall"), p.Annotations["helm.sh/resource-policy"] == "keep")
 		}
 	}
 }
 
-func checkNetworkPolicy(t *testing.T, o *chartObjects, eff map[string]any) {
-	if !bval(eff, "networkPolicy.enabled") {
+func chCheckNetworkPolicy(t *testing.T, o *chartObjects, eff map[string]any) {
+	if !chBool(eff, "networkPolicy.enabled") {
 		assert.Empty(t, o.NetworkPolicies)
 		return
 	}
 	require.Len(t, o.NetworkPolicies, 2)
-	rd := component(o, "registry")
+	rd := chComponent(o, "registry")
 	np := o.NetworkPolicies[rd.Name]
 	require.NotNil(t, np)
 	require.Len(t, np.Spec.Ingress, 1)
@@ -651,14 +651,14 @@ func checkNetworkPolicy(t *testing.T, o *chartObjects, eff map[string]any) {
 	assert.Nil(t, same.NamespaceSelector, "only the release namespace")
 	require.Len(t, in.Ports, 1)
 	assert.Equal(t, "registry", in.Ports[0].Port.StrVal)
-	namedPort(t, &rd.Spec.Template.Spec.Containers[0], *in.Ports[0].Port)
+	chNamedPort(t, &rd.Spec.Template.Spec.Containers[0], *in.Ports[0].Port)
 	for _, pod := range o.TestPods {
 		assert.True(t, labels.Everything().Matches(labels.Set(pod.Labels)), "the helm test pod is allowed")
 	}
-	wd := component(o, "webhook")
+	wd := chComponent(o, "webhook")
 	wnp := o.NetworkPolicies[wd.Name]
 	require.NotNil(t, wnp)
 	require.Len(t, wnp.Spec.Ingress, 1)
 	assert.Empty(t, wnp.Spec.Ingress[0].From, "the API server is not a pod: any source")
-	assert.Equal(t, int32(ival(t, eff, "webhook.port")), namedPort(t, &wd.Spec.Template.Spec.Containers[0], *wnp.Spec.Ingress[0].Ports[0].Port))
+	assert.Equal(t, int32(chInt(t, eff, "webhook.port")), chNamedPort(t, &wd.Spec.Template.Spec.Containers[0], *wnp.Spec.Ingress[0].Ports[0].Port))
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // the kinds the chart renders (cert-manager kinds have no schema in Kubernetes' OpenAPI)
-var kubeconformKinds = map[string]bool{
+var chKubeconformKinds = map[string]bool{
 	"/v1/ConfigMap": true, "/v1/Secret": true, "/v1/Service": true, "/v1/ServiceAccount": true,
 	"/v1/PersistentVolumeClaim": true, "/v1/Pod": true, "apps/v1/Deployment": true,
 	"rbac.authorization.k8s.io/v1/Role": true, "rbac.authorization.k8s.io/v1/RoleBinding": true,
@@ -27,15 +27,15 @@ var kubeconformKinds = map[string]bool{
 	"admissionregistration.k8s.io/v1/MutatingWebhookConfiguration": true,
 }
 
-func kubernetesVersion(t *testing.T) string {
-	m := regexp.MustCompile(`(?m)^KUBERNETES_VERSION=(v[0-9.]+)`).FindSubmatch(mustRead(t, "../../ci/lib.sh"))
+func chKubernetesVersion(t *testing.T) string {
+	m := regexp.MustCompile(`(?m)^KUBERNETES_VERSION=(v[0-9.]+)`).FindSubmatch(chRead(t, "../../ci/lib.sh"))
 	require.NotNil(t, m, "KUBERNETES_VERSION in ci/lib.sh")
 	return string(m[1])
 }
 
-// kubernetesSwagger returns the path of api/openapi-spec/swagger.json of k8s.io/kubernetes,
+// chKubernetesSwagger returns the path of api/openapi-spec/swagger.json of k8s.io/kubernetes,
 // downloading the module zip through the Go module proxy when it is not cached.
-func kubernetesSwagger(t *testing.T, version string) string {
+func chKubernetesSwagger(t *testing.T, version string) string {
 	out, err := exec.Command("go", "mod", "download", "-json", "k8s.io/kubernetes@"+version).Output()
 	require.NoError(t, err, "go mod download k8s.io/kubernetes@%s", version)
 	var mod struct{ Dir string }
@@ -46,7 +46,7 @@ func kubernetesSwagger(t *testing.T, version string) string {
 	return p
 }
 
-func strictify(node any) any {
+func chStrictify(node any) any {
 	switch n := node.(type) {
 	case map[string]any:
 		if n["format"] == "int-or-string" {
@@ -56,11 +56,11 @@ func strictify(node any) any {
 			if k == "properties" {
 				props := v.(map[string]any)
 				for pk, pv := range props {
-					props[pk] = strictify(pv)
+					props[pk] = chStrictify(pv)
 				}
 				continue
 			}
-			n[k] = strictify(v)
+			n[k] = chStrictify(v)
 		}
 		if _, ok := n["properties"]; ok {
 			if _, has := n["additionalProperties"]; !has {
@@ -70,41 +70,41 @@ func strictify(node any) any {
 		return n
 	case []any:
 		for i := range n {
-			n[i] = strictify(n[i])
+			n[i] = chStrictify(n[i])
 		}
 	}
 	return node
 }
 
-func refsOf(node any, into map[string]bool) {
+func chRefsOf(node any, into map[string]bool) {
 	switch n := node.(type) {
 	case map[string]any:
 		for k, v := range n {
 			if s, ok := v.(string); ok && k == "$ref" {
 				into[strings.TrimPrefix(s, "#/definitions/")] = true
 			} else {
-				refsOf(v, into)
+				chRefsOf(v, into)
 			}
 		}
 	case []any:
 		for _, v := range n {
-			refsOf(v, into)
+			chRefsOf(v, into)
 		}
 	}
 }
 
-// writeKubeconformSchemas writes <kind><kindSuffix>.json files (kubeconform's naming) into dir.
-func writeKubeconformSchemas(t *testing.T, swagger, dir string) {
+// chWriteKubeconformSchemas writes <kind><kindSuffix>.json files (kubeconform's naming) into dir.
+func chWriteKubeconformSchemas(t *testing.T, swagger, dir string) {
 	var doc struct {
 		Definitions map[string]map[string]any `json:"definitions"`
 	}
-	require.NoError(t, json.Unmarshal(mustRead(t, swagger), &doc))
+	require.NoError(t, json.Unmarshal(chRead(t, swagger), &doc))
 	defs := doc.Definitions
 	quantity := "io.k8s.apimachinery.pkg.api.resource.Quantity"
 	require.Contains(t, defs, quantity)
 	defs[quantity] = map[string]any{"oneOf": []any{map[string]any{"type": "string"}, map[string]any{"type": "number"}}}
 	for name := range defs {
-		defs[name] = strictify(defs[name]).(map[string]any)
+		defs[name] = chStrictify(defs[name]).(map[string]any)
 	}
 	written := 0
 	for name, def := range defs {
@@ -112,7 +112,7 @@ func writeKubeconformSchemas(t *testing.T, swagger, dir string) {
 		for _, g := range gvks {
 			gvk := g.(map[string]any)
 			group, version, kind := gvk["group"].(string), gvk["version"].(string), gvk["kind"].(string)
-			if !kubeconformKinds[group+"/"+version+"/"+kind] {
+			if !chKubeconformKinds[group+"/"+version+"/"+kind] {
 				continue
 			}
 			// every definition reachable from this kind
@@ -121,7 +121,7 @@ func writeKubeconformSchemas(t *testing.T, swagger, dir string) {
 				cur := todo[0]
 				todo = todo[1:]
 				found := map[string]bool{}
-				refsOf(defs[cur], found)
+				chRefsOf(defs[cur], found)
 				for r := range found {
 					if !reach[r] {
 						reach[r] = true
@@ -143,7 +143,7 @@ func writeKubeconformSchemas(t *testing.T, swagger, dir string) {
 			written++
 		}
 	}
-	require.Equal(t, len(kubeconformKinds), written, "a schema for every kind the chart renders")
+	require.Equal(t, len(chKubeconformKinds), written, "a schema for every kind the chart renders")
 }
 
 func TestChartKubeconformStrict(t *testing.T) {
@@ -154,9 +154,9 @@ func TestChartKubeconformStrict(t *testing.T) {
 		}
 		bin, _ = filepath.Abs("../../.work/bin/kubeconform")
 	}
-	version := kubernetesVersion(t)
+	version := chKubernetesVersion(t)
 	dir := t.TempDir()
-	writeKubeconformSchemas(t, kubernetesSwagger(t, version), dir)
+	chWriteKubeconformSchemas(t, chKubernetesSwagger(t, version), dir)
 	location := filepath.Join(dir, "{{ .ResourceKind }}{{ .KindSuffix }}.json")
 
 	for _, c := range chartMatrix(t) {

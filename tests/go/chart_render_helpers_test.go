@@ -6,7 +6,6 @@ package tests
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -165,14 +164,14 @@ func newChartObjects() *chartObjects {
 func chartSplit(stream string) []string {
 	var docs []string
 	for _, d := range strings.Split("\n"+stream, "\n---") {
-		if strings.TrimSpace(stripComments(d)) != "" {
+		if strings.TrimSpace(chStripComments(d)) != "" {
 			docs = append(docs, d)
 		}
 	}
 	return docs
 }
 
-func stripComments(doc string) string {
+func chStripComments(doc string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(doc, "\n") {
 		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
@@ -182,8 +181,8 @@ func stripComments(doc string) string {
 	return b.String()
 }
 
-// strictDecode decodes one YAML document into out; unknown or duplicate fields fail.
-func strictDecode(doc string, out any) error {
+// chStrictDecode decodes one YAML document into out; unknown or duplicate fields fail.
+func chStrictDecode(doc string, out any) error {
 	js, err := yaml.YAMLToJSONStrict([]byte(doc))
 	if err != nil {
 		return err
@@ -253,7 +252,7 @@ func chartRender(t *testing.T, release, namespace string, vals map[string]any) *
 		default:
 			t.Fatalf("unexpected kind %s in the rendering:\n%s", key, doc)
 		}
-		require.NoError(t, strictDecode(doc, obj), "strict decoding of %s:\n%s", key, doc)
+		require.NoError(t, chStrictDecode(doc, obj), "strict decoding of %s:\n%s", key, doc)
 		add()
 		objs.All = append(objs.All, obj)
 		objs.Kinds[obj] = tm.Kind
@@ -261,7 +260,7 @@ func chartRender(t *testing.T, release, namespace string, vals map[string]any) *
 	return objs
 }
 
-func sortedKeys[V any](m map[string]V) []string {
+func chSortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -270,8 +269,8 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// exampleValuesFiles lists charts/oras-cache/ci/*-values.yaml relative to the chart.
-func exampleValuesFiles(t *testing.T) []string {
+// chExampleValuesFiles lists charts/oras-cache/ci/*-values.yaml relative to the chart.
+func chExampleValuesFiles(t *testing.T) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
 	require.NoError(t, err)
@@ -283,13 +282,9 @@ func exampleValuesFiles(t *testing.T) []string {
 	return out
 }
 
-func mustRead(t *testing.T, path string) []byte {
+func chRead(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return b
-}
-
-func describe(files []string, sets []string) string {
-	return fmt.Sprintf("files=%v set=%v", files, sets)
 }

@@ -21,11 +21,11 @@ import (
 )
 
 func TestSchemaNotStale(t *testing.T) {
-	js, table, err := schema.Generate(mustRead(t, chartDir+"/values.yaml"))
+	js, table, err := schema.Generate(chRead(t, chartDir+"/values.yaml"))
 	require.NoError(t, err)
-	assert.Equal(t, string(js), string(mustRead(t, chartDir+"/values.schema.json")),
+	assert.Equal(t, string(js), string(chRead(t, chartDir+"/values.schema.json")),
 		"charts/oras-cache/values.schema.json is stale: run `make schema`")
-	readme := mustRead(t, "../../README.md")
+	readme := chRead(t, "../../README.md")
 	want, err := schema.ReplaceReadmeBlock(readme, table)
 	require.NoError(t, err)
 	block := func(b []byte) string {
@@ -39,12 +39,12 @@ func TestSchemaNotStale(t *testing.T) {
 
 func TestSchemaEveryKeyDocumented(t *testing.T) {
 	var s map[string]any
-	require.NoError(t, yaml.Unmarshal(mustRead(t, chartDir+"/values.schema.json"), &s))
+	require.NoError(t, yaml.Unmarshal(chRead(t, chartDir+"/values.schema.json"), &s))
 	var walk func(prefix string, node map[string]any)
 	walk = func(prefix string, node map[string]any) {
 		props, _ := node["properties"].(map[string]any)
 		if len(props) > 0 {
-			assert.Equal(t, false, node["additionalProperties"], "%s rejects unknown keys", orDefault(prefix, "(root)"))
+			assert.Equal(t, false, node["additionalProperties"], "%s rejects unknown keys", chOr(prefix, "(root)"))
 		}
 		for k, v := range props {
 			p := v.(map[string]any)
@@ -68,7 +68,7 @@ func chartSchema(t *testing.T) *gojsonschema.Schema {
 	return sch
 }
 
-func validateValues(t *testing.T, sch *gojsonschema.Schema, vals map[string]any) []string {
+func chValidateValues(t *testing.T, sch *gojsonschema.Schema, vals map[string]any) []string {
 	t.Helper()
 	res, err := sch.Validate(gojsonschema.NewGoLoader(vals))
 	require.NoError(t, err)
@@ -82,11 +82,11 @@ func validateValues(t *testing.T, sch *gojsonschema.Schema, vals map[string]any)
 func TestSchemaValuesFilesValidate(t *testing.T) {
 	sch := chartSchema(t)
 	var defaults map[string]any
-	require.NoError(t, yaml.Unmarshal(mustRead(t, chartDir+"/values.yaml"), &defaults))
-	assert.Empty(t, validateValues(t, sch, defaults), "values.yaml")
-	for _, f := range exampleValuesFiles(t) {
+	require.NoError(t, yaml.Unmarshal(chRead(t, chartDir+"/values.yaml"), &defaults))
+	assert.Empty(t, chValidateValues(t, sch, defaults), "values.yaml")
+	for _, f := range chExampleValuesFiles(t) {
 		eff := chartEffectiveValues(t, chartValues(t, []string{f}))
-		assert.Empty(t, validateValues(t, sch, eff), f)
+		assert.Empty(t, chValidateValues(t, sch, eff), f)
 	}
 }
 
@@ -97,13 +97,13 @@ func TestSchemaBadValuesFail(t *testing.T) {
 	require.GreaterOrEqual(t, len(files), 12)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			raw := mustRead(t, f)
+			raw := chRead(t, f)
 			first, _, _ := bytes.Cut(raw, []byte("\n"))
 			expect, ok := strings.CutPrefix(string(first), "# expect: ")
 			require.True(t, ok, "%s starts with '# expect: <message>'", f)
 			var user map[string]any
 			require.NoError(t, yaml.Unmarshal(raw, &user))
-			errs := validateValues(t, sch, chartEffectiveValues(t, user))
+			errs := chValidateValues(t, sch, chartEffectiveValues(t, user))
 			require.NotEmpty(t, errs, "%s must not validate", f)
 			assert.Contains(t, strings.Join(errs, "\n"), expect)
 
