@@ -248,13 +248,20 @@ const maxTermination = 4000
 
 func writeTermination(path string, t termination, log *slog.Logger) {
 	b, _ := json.Marshal(t)
-	if len(b) > maxTermination && t.Error != "" {
-		over := len(b) - maxTermination + 3
-		if over < len(t.Error) {
-			t.Error = t.Error[:len(t.Error)-over] + "..."
-		} else {
-			t.Error = "(truncated)"
+	for len(b) > maxTermination {
+		// Shorten the longest free-text field on a rune boundary until the message fits.
+		field := &t.Error
+		if len(t.Skipped) > len(*field) {
+			field = &t.Skipped
 		}
+		if len(t.Reference) > len(*field) {
+			field = &t.Reference
+		}
+		keep := len(*field) - (len(b) - maxTermination) - 3
+		if keep < 0 {
+			keep = 0
+		}
+		*field = strings.ToValidUTF8((*field)[:keep], "") + "..."
 		b, _ = json.Marshal(t)
 	}
 	fmt.Println(string(b))

@@ -1,0 +1,59 @@
+package transfer
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestFromEnvDefaults(t *testing.T) {
+	c, err := FromEnv(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.PlainHTTP || c.Timeout != DefaultTimeout || c.CompressionLevel != 1 || c.MaxUnpackSize != DefaultMaxUnpackSize || c.Username != "" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{
+		EnvRegistry: "cache.ns.svc:5000", EnvPlainHTTP: "false", EnvUsername: "u", EnvPassword: "s3cret",
+		EnvTimeout: "90s", EnvCAFile: "/ca.pem", EnvCompressionLevel: "6", EnvMaxUnpackSize: "2Gi",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Registry != "cache.ns.svc:5000" || c.PlainHTTP || c.Timeout != 90*time.Second || c.CAFile != "/ca.pem" ||
+		c.CompressionLevel != 6 || c.MaxUnpackSize != 2<<30 || c.Password != "s3cret" {
+		t.Fatalf("%+v", c)
+	}
+	if strings.Contains(c.String(), "s3cret") {
+		t.Fatal("String() shows the password")
+	}
+}
+
+func TestFromEnvRejects(t *testing.T) {
+	for _, m := range []map[string]string{
+		{EnvPlainHTTP: "maybe"},
+		{EnvTimeout: "forever"},
+		{EnvTimeout: "-1s"},
+		{EnvUsername: "only-user"},
+		{EnvCompressionLevel: "0"},
+		{EnvMaxUnpackSize: "lots"},
+	} {
+		if _, err := FromEnv(env(m)); err == nil {
+			t.Errorf("%v accepted", m)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"10": 10, "1Ki": 1024, "3Mi": 3 << 20, "2G": 2e9, "1Ti": 1 << 40} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+}
