@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -21,7 +22,9 @@ import (
 // scenarios of issue 5 against it, in order.
 func TestWorkflow(t *testing.T) {
 	ns := newNamespace(t, "e2e-wf")
-	helmInstall(t, ns)
+	// The cache itself serves the shell-less test image for the ENTRYPOINT lookup (plain HTTP).
+	cacheHost := fmt.Sprintf("%s-registry.%s.svc.cluster.local:5000", release, ns)
+	helmInstall(t, ns, "--set", "entrypointLookup.plainHTTPRegistries={"+cacheHost+"}")
 	reg := portForwardRegistry(t, ns)
 	if reg.Username == "" {
 		t.Fatal("auth is on by default, but the auth Secret has no username")
@@ -78,6 +81,44 @@ func TestWorkflow(t *testing.T) {
 		numbers := reg.pull(t, "dag/numbers:v1")
 		if v := readFile(t, filepath.Join(numbers, "numbers", "even", "4.txt")); v != "4\n" {
 			t.Fatalf("numbers/even/4.txt = %q", v)
+		}
+	})
+
+	t.Run("no-shell-no-command", func(t *testing.T) {
+		// The image has one static binary, an ENTRYPOINT and no shell; the pod sets no command.
+		// The webhook reads the ENTRYPOINT from the image config in a registry, with the pod's
+		// imagePullSecrets: here the cache itself holds the image, and the node has it imported
+		// under the same name (nothing is ever pulled from outside).
+		image := cacheHost + "/apps/noshell:1"
+		mustRun(t, "oras", "cp", "--from-oci-layout", filepath.Join(repoRoot, ".work", "images", "noshell")+":1",
+			reg.Host+"/apps/noshell:1", "--to-plain-http", "--to-username", reg.Username, "--to-password", reg.Password)
+		mustRun(t, "ctr", "--address", filepath.Join(repoRoot, ".work", "cluster", "containerd", "containerd.sock"),
+			"-n", "k8s.io", "images", "tag", "--force", noshell, image)
+		auth := base64.StdEncoding.EncodeToString([]byte(reg.Username + ":" + reg.Password))
+		dockercfg := fmt.Sprintf(`{"auths":{%q:{"username":%q,"password":%q,"auth":%q}}}`, cacheHost, reg.Username, reg.Password, auth)
+		_, err := client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "cache-pull"},
+			Type:       corev1.SecretTypeDockerConfigJson,
+			Data:       map[string][]byte{corev1.DockerConfigJsonKey: []byte(dockercfg)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		j := job("noshell", image, nil, map[string]string{"output-uri": "noshell:v1", "output-path": "/data/noshell.txt"})
+		j.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "cache-pull"}}
+		j.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{
+			{Name: "NOSHELL_OUT", Value: "/data/noshell.txt"}, {Name: "NOSHELL_TEXT", Value: "ran without a shell"}}
+		createJob(t, ns, j)
+		if !waitJob(t, ns, "noshell", 3*time.Minute) {
+			t.Fatal("the shell-less job failed")
+		}
+		pod := jobPods(t, ns, "noshell")[0]
+		cmd := pod.Spec.Containers[0].Command
+		if len(cmd) < 2 || cmd[len(cmd)-1] != "/noshell" || cmd[len(cmd)-2] != "--" {
+			t.Fatalf("app command %q does not end with the image ENTRYPOINT after --", cmd)
+		}
+		if got := readFile(t, filepath.Join(reg.pull(t, "noshell:v1"), "noshell.txt")); got != "ran without a shell\n" {
+			t.Fatalf("noshell.txt = %q", got)
 		}
 	})
 
