@@ -662,3 +662,27 @@ func chCheckNetworkPolicy(t *testing.T, o *chartObjects, eff map[string]any) {
 	assert.Empty(t, wnp.Spec.Ingress[0].From, "the API server is not a pod: any source")
 	assert.Equal(t, int32(chInt(t, eff, "webhook.port")), chNamedPort(t, &wd.Spec.Template.Spec.Containers[0], *wnp.Spec.Ingress[0].Ports[0].Port))
 }
+
+// A configuration change rolls the pods that read it (the webhook reads config.yaml once), and
+// only those; an unchanged configuration keeps the checksum (no needless rollout on upgrade).
+func TestChartConfigChecksumRollsPods(t *testing.T) {
+	sum := func(o *chartObjects, comp string) string {
+		d := chComponent(o, comp)
+		require.NotNil(t, d)
+		s := d.Spec.Template.Annotations["checksum/config"]
+		require.Len(t, s, 64)
+		return s
+	}
+	base := chartRender(t, "r", "ns", chartValues(t, nil))
+	again := chartRender(t, "r", "ns", chartValues(t, nil))
+	assert.Equal(t, sum(base, "webhook"), sum(again, "webhook"), "deterministic")
+	assert.Equal(t, sum(base, "registry"), sum(again, "registry"), "deterministic")
+
+	sidecar := chartRender(t, "r", "ns", chartValues(t, nil, "sidecar.timeout=1h"))
+	assert.NotEqual(t, sum(base, "webhook"), sum(sidecar, "webhook"), "webhook config changed")
+	assert.Equal(t, sum(base, "registry"), sum(sidecar, "registry"))
+
+	reg := chartRender(t, "r", "ns", chartValues(t, nil, "registry.logLevel=debug"))
+	assert.NotEqual(t, sum(base, "registry"), sum(reg, "registry"), "registry config changed")
+	assert.Equal(t, sum(base, "webhook"), sum(reg, "webhook"))
+}
