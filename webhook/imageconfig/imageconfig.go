@@ -393,6 +393,8 @@ func describe(err error, host string, plain bool, credNote string, timeout time.
 		return fmt.Errorf("the image was not found in registry %s: %v", host, err)
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Errorf("registry %s did not answer within %s", host, timeout)
+	case strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"):
+		return fmt.Errorf("registry %s: TLS failed (%v); the webhook trusts the public CAs only, so set command in the container or list the registry in entrypointLookup.plainHTTPRegistries if it serves plain HTTP", host, err)
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		return fmt.Errorf("registry %s serves plain HTTP; list it in the chart value entrypointLookup.plainHTTPRegistries to allow that", host)
 	}

@@ -157,12 +157,12 @@ func ParseReference(s string) (Reference, error) {
 	if len(name) > 255 {
 		return ref, fmt.Errorf("%q: repository name longer than 255 characters", s)
 	}
-	ref.Repository = repositoryOf(s, ref)
+	ref.Repository, ref.Tag = splitAsWritten(s, ref)
 	return ref, nil
 }
 
-// repositoryOf returns the repository as written (variables kept).
-func repositoryOf(s string, ref Reference) string {
+// splitAsWritten returns the repository and the tag as written (variables kept).
+func splitAsWritten(s string, ref Reference) (repo, tag string) {
 	r := s
 	if ref.Host != "" {
 		r = r[len(ref.Host)+1:]
@@ -171,7 +171,7 @@ func repositoryOf(s string, ref Reference) string {
 		r = r[:i]
 	}
 	if ref.Tag != "" {
-		// the tag as written may contain variables: cut at the last ':' outside $( )
+		// cut at the last ':' outside $( )
 		depth := 0
 		for i := len(r) - 1; i >= 0; i-- {
 			switch r[i] {
@@ -181,12 +181,12 @@ func repositoryOf(s string, ref Reference) string {
 				depth--
 			case ':':
 				if depth == 0 {
-					return r[:i]
+					return r[:i], r[i+1:]
 				}
 			}
 		}
 	}
-	return r
+	return r, ""
 }
 
 // validateHost checks host[:port] (a DNS name, an IPv4 address or [IPv6]).

@@ -1,0 +1,101 @@
+package inject
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestWebhookParseReference(t *testing.T) {
+	ok := map[string]Reference{
+		"data:v1":                  {Repository: "data", Tag: "v1"},
+		"a/b/c:1.0-rc_1":           {Repository: "a/b/c", Tag: "1.0-rc_1"},
+		"ghcr.io/org/x:v1":         {Host: "ghcr.io", Repository: "org/x", Tag: "v1"},
+		"localhost/x:v1":           {Host: "localhost", Repository: "x", Tag: "v1"},
+		"reg:5000/x:v1":            {Host: "reg:5000", Repository: "x", Tag: "v1"},
+		"[::1]:5000/x:v1":          {Host: "[::1]:5000", Repository: "x", Tag: "v1"},
+		"x@sha256:" + hex64:        {Repository: "x", Digest: "sha256:" + hex64},
+		"x:t@sha256:" + hex64:      {Repository: "x", Tag: "t", Digest: "sha256:" + hex64},
+		"results:part-$(IDX)":      {Repository: "results", Tag: "part-$(IDX)", Vars: []string{"IDX"}},
+		"s/$(A)-$(B):$(A)":         {Repository: "s/$(A)-$(B)", Tag: "$(A)", Vars: []string{"A", "B"}},
+		"$(PROJECT)/data:v1":       {Repository: "$(PROJECT)/data", Tag: "v1", Vars: []string{"PROJECT"}},
+		"ghcr.io/$(ORG)/x:$(T)":    {Host: "ghcr.io", Repository: "$(ORG)/x", Tag: "$(T)", Vars: []string{"ORG", "T"}},
+		"a__b/c--d.e:v":            {Repository: "a__b/c--d.e", Tag: "v"},
+		"registry.example.com/x:1": {Host: "registry.example.com", Repository: "x", Tag: "1"},
+	}
+	for in, want := range ok {
+		got, err := ParseReference(in)
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		want.Raw = in
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %+v, want %+v", in, got, want)
+		}
+	}
+	bad := map[string]string{
+		"":                         "empty",
+		"Data:v1":                  "lowercase",
+		"a b:v1":                   "space",
+		"x:-v":                     "tag",
+		"x@sha256:12":              "digest",
+		"x@sha256:$(D)":            "digest",
+		"https://ghcr.io/x:v":      "scheme",
+		"$(H).io/x:v":              "host",
+		"reg:99999/x:v":            "port",
+		"x:$(":                     "closing",
+		"x:$()":                    "names no variable",
+		"x:$$(A)":                  "'$'",
+		"x:v$":                     "'$'",
+		"a//b:v":                   "component",
+		"ghcr.io/:v":               "no repository",
+		"x:" + hex64 + hex64 + "a": "tag",
+		"x:$(A=B)":                 "not a valid",
+		"é:v":                      "non-ASCII",
+		"x:v\n":                    "control",
+		"a_-b:v":                   "component",
+		"host.io:/x:v":             "port",
+		"[zz]:1/x:v":               "IPv6",
+		strings.Repeat("a", 300):   "longer than 255",
+	}
+	for in, want := range bad {
+		if _, err := ParseReference(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: want error containing %q, got %v", in, want, err)
+		}
+	}
+}
+
+const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+func TestWebhookSuggest(t *testing.T) {
+	for in, want := range map[string]string{
+		"ouput-uri":      AnnotationOutputURI,
+		"input_uri":      AnnotationInputURI,
+		"inputpath":      AnnotationInputPath,
+		"Output-Path":    AnnotationOutputPath,
+		"push-on-fail":   AnnotationPushOnFailure,
+		"oras-containr":  AnnotationOrasContainer,
+		"input-uri-2":    AnnotationInputURIListPrefix + "<n>",
+		"debugging-mode": "",
+		"x":              "",
+	} {
+		if got := suggestAnnotation(Prefix + in); got != want {
+			t.Errorf("%s: got %q, want %q", in, got, want)
+		}
+	}
+	if levenshtein("kitten", "sitting") != 3 || levenshtein("", "abc") != 3 || levenshtein("ab", "ab") != 0 {
+		t.Fatal("levenshtein")
+	}
+}
+
+func TestWebhookEscape(t *testing.T) {
+	got := escapeAll([]string{"$(HOME)", "$$", "a$b", "plain", "$"})
+	want := []string{"$$(HOME)", "$$$$", "a$$b", "plain", "$$"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %q", got)
+	}
+	if pointerEscape("a/b~c") != "a~1b~0c" {
+		t.Fatal("pointer escape")
+	}
+}
