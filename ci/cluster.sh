@@ -539,6 +539,55 @@ EOF
   start_daemon kube-proxy "$TOOLS_BIN/kube-proxy" --config "$STATE/kube-proxy-config.yaml"
 }
 
+# Storage: no cloud and no provisioner here, so a pool of pre-made `local` PersistentVolumes
+# (directories under $STATE/pv, mode 0777; kubelet applies fsGroup to local volumes) behind the
+# default StorageClass `local`. A Released volume (its claim was deleted) is wiped and made
+# Available again by a small loop (the pv-recycler daemon, every 5 s).
+PV_POOL=${ORAS_CACHE_PV_POOL:-16}
+setup_storage() {
+  local i docs=""
+  for ((i = 1; i <= PV_POOL; i++)); do
+    mkdir -p "$STATE/pv/pv$i"; chmod 0777 "$STATE/pv/pv$i"
+    docs+="---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: oras-cache-local-pv$i, labels: {oras-cache.local/pool: \"true\"}}
+spec:
+  capacity: {storage: 100Gi}
+  accessModes: [ReadWriteOnce, ReadWriteMany, ReadOnlyMany]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: local
+  volumeMode: Filesystem
+  local: {path: $STATE/pv/pv$i}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [$NODE_NAME]}]
+"
+  done
+  kc apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Retain
+$docs
+EOF
+  recycle_pvs
+}
+
+recycle_pvs() { # released volumes of the pool: wipe and make Available again
+  local pv n
+  for pv in $(kc get pv -l oras-cache.local/pool=true -o jsonpath='{range .items[?(@.status.phase=="Released")]}{.metadata.name}{"\n"}{end}'); do
+    n=${pv#oras-cache-local-}
+    find "$STATE/pv/$n" -mindepth 1 -delete 2>/dev/null || true
+    kc patch pv "$pv" --type json -p '[{"op":"remove","path":"/spec/claimRef"}]' >/dev/null && log "recycled $pv"
+  done
+}
+
 build_coredns() {
   local key dest
   key=$( { echo "$COREDNS_VERSION"; sha256sum <"$REPO_ROOT/ci/coredns/go.sum"; sha256sum <"$REPO_ROOT/ci/coredns/main.go"; go env GOVERSION; } | sha256sum | cut -c1-16)
@@ -576,7 +625,9 @@ cmd_up() {
   step "containerd"
   start_containerd
   step "pause image"
-  bash "$REPO_ROOT/ci/images.sh" pause
+  if [[ -z $(ctr --address "$CTR_SOCK" -n k8s.io images ls -q "name==$PAUSE_IMAGE" 2>/dev/null) ]]; then
+    bash "$REPO_ROOT/ci/images.sh" pause
+  fi
   step "kube-apiserver"
   start_apiserver
   step "controller-manager, scheduler, CoreDNS, kubelet, kube-proxy"
@@ -589,6 +640,9 @@ cmd_up() {
   kc wait --for=condition=Ready "node/$NODE_NAME" --timeout=120s >/dev/null
   wait_for "default ServiceAccount" 60 kc -n default get serviceaccount default
   wait_for "kube-proxy" 60 curl -fsS http://127.0.0.1:10256/healthz
+  step "storage: default StorageClass local, $PV_POOL local PersistentVolumes"
+  setup_storage
+  start_daemon pv-recycler bash "$REPO_ROOT/ci/cluster.sh" pv-recycler
   step "done"
   log "cluster up in $((SECONDS - T_START))s — export KUBECONFIG=$KUBECONFIG_ADMIN ; kubectl: $TOOLS_BIN/kubectl"
 }
@@ -610,6 +664,7 @@ cmd_down() {
     log "pods gone after $((SECONDS - t0))s"
   fi
   step "stop kube-proxy and clean its rules"
+  stop_daemon pv-recycler 2
   stop_daemon kube-proxy
   [[ -x $TOOLS_BIN/kube-proxy ]] && "$TOOLS_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
   step "stop kubelet and the control plane"
@@ -739,7 +794,7 @@ EOF
 
 cmd_status() {
   local n rc=0
-  for n in etcd containerd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy; do
+  for n in etcd containerd kube-apiserver kube-controller-manager kube-scheduler coredns kubelet kube-proxy pv-recycler; do
     if p=$(pid_of "$n"); then printf '  %-24s running (pid %s)\n' "$n" "$p"; else printf '  %-24s stopped\n' "$n"; rc=1; fi
   done
   if ((rc == 0)) && apiserver_ready >/dev/null 2>&1; then
@@ -754,6 +809,9 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   smoke) cmd_smoke ;;
+  pv-recycler) # the loop behind the pv-recycler daemon; its sleep ends with it
+    trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM INT
+    while :; do sleep 5 & sleeper=$!; wait "$sleeper"; recycle_pvs 2>/dev/null || true; done ;;
   kubeconfig) echo "$KUBECONFIG_ADMIN" ;;
   *) echo "usage: $0 up|down|status|kubeconfig|smoke" >&2; exit 2 ;;
 esac
