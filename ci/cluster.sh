@@ -546,6 +546,9 @@ EOF
 PV_POOL=${ORAS_CACHE_PV_POOL:-16}
 setup_storage() {
   local i docs=""
+  if [[ $(kc get pv -l oras-cache.local/pool=true -o name 2>/dev/null | wc -l) -ge $PV_POOL ]] && kc get storageclass local >/dev/null 2>&1; then
+    return 0
+  fi
   for ((i = 1; i <= PV_POOL; i++)); do
     mkdir -p "$STATE/pv/pv$i"; chmod 0777 "$STATE/pv/pv$i"
     docs+="---
@@ -576,7 +579,6 @@ volumeBindingMode: WaitForFirstConsumer
 reclaimPolicy: Retain
 $docs
 EOF
-  recycle_pvs
 }
 
 recycle_pvs() { # released volumes of the pool: wipe and make Available again
@@ -642,6 +644,7 @@ cmd_up() {
   wait_for "kube-proxy" 60 curl -fsS http://127.0.0.1:10256/healthz
   step "storage: default StorageClass local, $PV_POOL local PersistentVolumes"
   setup_storage
+  recycle_pvs
   start_daemon pv-recycler bash "$REPO_ROOT/ci/cluster.sh" pv-recycler
   step "done"
   log "cluster up in $((SECONDS - T_START))s — export KUBECONFIG=$KUBECONFIG_ADMIN ; kubectl: $TOOLS_BIN/kubectl"
