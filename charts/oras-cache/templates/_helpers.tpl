@@ -86,10 +86,10 @@ helm.sh/chart: {{ include "oras-cache.chart" .ctx }}
 {{- end -}}
 
 {{- define "oras-cache.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{- with .Values.imagePullSecrets -}}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
-{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* The registry probe: /v2/ answers 401 when auth is on, so then use "/", distribution's own
