@@ -171,7 +171,7 @@ func TestFaultRegistryRestartMidPush(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		r, err := c.Push(context.Background(), "fault/restart:v1", []string{dir}, PushOptions{TmpDir: t.TempDir()})
+		r, err := c.Push(context.Background(), "fault/restart:v1", []string{dir}, PushOptions{})
 		done <- result{r, err}
 	}()
 	waitFor(t, "the upload to start", 20*time.Second, func() bool { return proxy.up.Load() > 1<<20 })
@@ -201,7 +201,7 @@ func TestFaultPullResumesAfterCut(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	c, _ := newTestClient(t, testConfig(reg))
 	dir := randomDir(t, "data", 3, 1<<20)
-	if _, err := c.Push(context.Background(), "fault/resume:v1", []string{dir}, PushOptions{TmpDir: t.TempDir()}); err != nil {
+	if _, err := c.Push(context.Background(), "fault/resume:v1", []string{dir}, PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	proxy := startProxy(t, reg.Host)
@@ -255,7 +255,7 @@ func TestFaultPushKilledMidUpload(t *testing.T) {
 	ctx := context.Background()
 	oldDir := filepath.Join(t.TempDir(), "data")
 	writeTree(t, oldDir, map[string]string{"old.txt": "the previous complete result"}, nil)
-	old, err := direct.Push(ctx, "fault/killed:v1", []string{oldDir}, PushOptions{TmpDir: t.TempDir()})
+	old, err := direct.Push(ctx, "fault/killed:v1", []string{oldDir}, PushOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

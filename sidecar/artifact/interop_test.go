@@ -45,7 +45,7 @@ func TestInteropOurPushOrasPull(t *testing.T) {
 	c, _ := newTestClient(t, testConfig(reg))
 	src := t.TempDir()
 	dir, file := interopTree(t, src)
-	res, err := c.Push(context.Background(), "interop/ours:v1", []string{dir, file}, PushOptions{TmpDir: t.TempDir()})
+	res, err := c.Push(context.Background(), "interop/ours:v1", []string{dir, file}, PushOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

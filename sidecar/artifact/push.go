@@ -18,8 +18,6 @@ import (
 
 // PushOptions tune one push.
 type PushOptions struct {
-	// TmpDir holds the packed tar+gzip of directories until they are uploaded (default os.TempDir()).
-	TmpDir string
 	// Annotations are added to the manifest. They change its digest: by default there are none,
 	// so identical content gives an identical manifest digest.
 	Annotations map[string]string
@@ -37,9 +35,8 @@ type PushResult struct {
 
 type layer struct {
 	desc  ocispec.Descriptor
-	path  string // file to upload
+	open  func() (io.ReadCloser, error) // the blob's bytes, from the start
 	files int
-	temp  bool
 }
 
 // Push packs every path (a file or a directory; the layer is titled with its base name) exactly as
@@ -62,23 +59,10 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 	if len(paths) == 0 {
 		return res, fmt.Errorf("push %s: nothing to push", ref)
 	}
-	if opts.TmpDir == "" {
-		opts.TmpDir = os.TempDir()
-	}
 	var layers []layer
-	defer func() {
-		for _, l := range layers {
-			if l.temp {
-				os.Remove(l.path)
-			}
-		}
-	}()
 	titles := map[string]bool{}
 	for _, p := range paths {
-		l, err := c.packLayer(ctx, p, opts.TmpDir)
-		if l.temp && l.path != "" && err != nil {
-			os.Remove(l.path)
-		}
+		l, err := c.packLayer(ctx, p)
 		if err != nil {
 			return res, fmt.Errorf("push %s: packing %s: %w", ref, p, err)
 		}
@@ -102,8 +86,7 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 	}
 	descs := make([]ocispec.Descriptor, 0, len(layers))
 	for _, l := range layers {
-		path := l.path
-		if err := c.uploadBlob(ctx, repo, l.desc, func() (io.ReadCloser, error) { return os.Open(path) }, &res); err != nil {
+		if err := c.uploadBlob(ctx, repo, l.desc, l.open, &res); err != nil {
 			return res, fmt.Errorf("push %s: %w", ref, err)
 		}
 		descs = append(descs, l.desc)
@@ -135,8 +118,10 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 	return res, nil
 }
 
-// packLayer turns one path into a layer: a file as is, a directory as a tar+gzip temp file.
-func (c *Client) packLayer(ctx context.Context, p, tmpDir string) (layer, error) {
+// packLayer turns one path into a layer: a file as is; a directory as a reproducible tar+gzip
+// stream, packed once to learn its digest and size (nothing is written to disk), and packed again
+// while it is uploaded, only when the registry does not have it yet.
+func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 	var l layer
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -159,21 +144,14 @@ func (c *Client) packLayer(ctx context.Context, p, tmpDir string) (layer, error)
 		if err != nil {
 			return l, err
 		}
-		l = layer{path: p, files: 1, desc: ocispec.Descriptor{MediaType: MediaTypeFile, Digest: d, Size: n,
+		l = layer{files: 1, desc: ocispec.Descriptor{MediaType: MediaTypeFile, Digest: d, Size: n,
 			Annotations: map[string]string{AnnotationTitle: title}}}
+		l.open = func() (io.ReadCloser, error) { return os.Open(p) }
 	case fi.IsDir():
-		f, err := os.CreateTemp(tmpDir, ".pack-*.tar.gz")
-		if err != nil {
-			return l, err
-		}
-		l.path, l.temp = f.Name(), true
 		prog := startProgress(c.log, "pack "+title, 0)
-		hw := newHashingWriter(f)
+		hw := newHashingWriter(io.Discard)
 		st, err := PackDir(ctx, p, title, hw, c.cfg.CompressionLevel, prog.set)
 		prog.done()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
 		if err != nil {
 			return l, err
 		}
@@ -187,6 +165,19 @@ func (c *Client) packLayer(ctx context.Context, p, tmpDir string) (layer, error)
 				AnnotationTarDigst: st.TarDigest.String(),
 				AnnotationUnpack:   "true",
 			}}
+		level, want := c.cfg.CompressionLevel, l.desc.Digest
+		l.open = func() (io.ReadCloser, error) {
+			pr, pw := io.Pipe()
+			go func() {
+				h := newHashingWriter(pw)
+				_, err := PackDir(ctx, p, title, h, level, nil)
+				if err == nil && h.digest() != want {
+					err = permanent(fmt.Errorf("%s changed while it was pushed (packed as %s, then as %s)", p, want, h.digest()))
+				}
+				pw.CloseWithError(err) // nil: EOF
+			}()
+			return pr, nil // closing pr stops the packer
+		}
 		secs := time.Since(start).Seconds()
 		c.log.Info("packed", "path", p, "files", st.Files, "tarBytes", st.TarSize, "gzipBytes", hw.n,
 			"seconds", round1(secs), "MBps", round1(float64(st.TarSize)/1e6/max(secs, 1e-3)))

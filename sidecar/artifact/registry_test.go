@@ -35,7 +35,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 			single := filepath.Join(src, "log.txt")
 			writeTree(t, src, map[string]string{"log.txt": "a single file\n"}, nil)
 
-			res, err := c.Push(ctx, "team/results:v1", []string{dir, single}, PushOptions{TmpDir: t.TempDir()})
+			res, err := c.Push(ctx, "team/results:v1", []string{dir, single}, PushOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -46,7 +46,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 				t.Fatal("first push uploaded nothing")
 			}
 			// Re-push of unchanged content: same digest, zero blob bytes.
-			again, err := c.Push(ctx, "team/results:v2", []string{dir, single}, PushOptions{TmpDir: t.TempDir()})
+			again, err := c.Push(ctx, "team/results:v2", []string{dir, single}, PushOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +95,7 @@ func TestAuthFailureIsClearAndFast(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	writeTree(t, dir, map[string]string{"f": "x"}, nil)
 	start := time.Now()
-	_, err := c.Push(context.Background(), "x/y:z", []string{dir}, PushOptions{TmpDir: t.TempDir()})
+	_, err := c.Push(context.Background(), "x/y:z", []string{dir}, PushOptions{})
 	if err == nil || !strings.Contains(err.Error(), "401") && !strings.Contains(strings.ToLower(err.Error()), "unauthorized") {
 		t.Fatalf("want an unauthorized error, got %v", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -52,7 +53,14 @@ ORAS_CACHE_PASSWORD, ORAS_CACHE_TIMEOUT (default 30m), ORAS_CACHE_CA_FILE,
 ORAS_CACHE_COMPRESSION_LEVEL (1-9, default 1), ORAS_CACHE_MAX_UNPACK_SIZE (default 64Gi)
 `
 
+// memoryLimit is the Go heap's soft limit unless GOMEMLIMIT says otherwise: transfers stream, so
+// a small live heap suffices and the container's memory stays flat (the webhook requests 64Mi).
+const memoryLimit = 40 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	os.Exit(run(os.Args[1:]))
 }
 
@@ -340,13 +348,7 @@ func cmdPush(args []string) int {
 	for _, o := range d.Outputs {
 		paths = append(paths, filepath.Join(*share, "outputs", o))
 	}
-	tmp, err := os.MkdirTemp(*share, ".push-")
-	if err != nil {
-		tmp = ""
-	} else {
-		defer os.RemoveAll(tmp)
-	}
-	res, err := client.Push(ctx, *output, paths, artifact.PushOptions{TmpDir: tmp})
+	res, err := client.Push(ctx, *output, paths, artifact.PushOptions{})
 	if err != nil {
 		t.Error = err.Error()
 		log.Error("push failed", "output", *output, "error", err.Error())
@@ -403,7 +405,7 @@ func selftest(client *artifact.Client, ref string, log *slog.Logger) error {
 			return err
 		}
 	}
-	pushed, err := client.Push(ctx, ref, []string{src}, artifact.PushOptions{TmpDir: work})
+	pushed, err := client.Push(ctx, ref, []string{src}, artifact.PushOptions{})
 	if err != nil {
 		return err
 	}

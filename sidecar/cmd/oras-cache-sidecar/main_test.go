@@ -128,10 +128,10 @@ func TestPodFlowEndToEnd(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(seed, "config.yaml"), []byte("factor: 2\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Push(ctx, "pipeline/dataset:v1", []string{filepath.Join(seed, "dataset")}, artifact.PushOptions{TmpDir: t.TempDir()}); err != nil {
+	if _, err := c.Push(ctx, "pipeline/dataset:v1", []string{filepath.Join(seed, "dataset")}, artifact.PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Push(ctx, "pipeline/config:v1", []string{filepath.Join(seed, "config.yaml")}, artifact.PushOptions{TmpDir: t.TempDir()}); err != nil {
+	if _, err := c.Push(ctx, "pipeline/config:v1", []string{filepath.Join(seed, "config.yaml")}, artifact.PushOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
