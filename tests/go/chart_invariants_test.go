@@ -686,3 +686,10 @@ func TestChartConfigChecksumRollsPods(t *testing.T) {
 	assert.NotEqual(t, sum(base, "registry"), sum(reg, "registry"), "registry config changed")
 	assert.Equal(t, sum(base, "webhook"), sum(reg, "webhook"))
 }
+
+// Values the schema cannot relate to each other are refused by the templates, with the keys named.
+func TestChartRefusesConflictingPorts(t *testing.T) {
+	_, _, _, err := chartInstall(t, "r", "ns", chartValues(t, nil, "webhook.metricsPort=9443"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "webhook.port (9443), webhook.metricsPort (9443) and webhook.healthPort (8081) must differ")
+}
