@@ -30,6 +30,7 @@ k8s_build() {
     local logf="$dest.tmp/build.log"
     log "building Kubernetes $KUBERNETES_VERSION (${K8S_CMDS[*]}) — cold ~8 min on 2 cores; log: $logf"
     local total
+    log "  resolving the package graph (on a fresh machine this first downloads ~85 MB of modules)"
     total=$(cd "$K8S_DIR" && GOWORK=off CGO_ENABLED=0 go list -deps "${pkgs[@]}" 2>/dev/null | wc -l) || total='?'
     ( cd "$K8S_DIR" && GOWORK=off CGO_ENABLED=0 exec go build -v -trimpath -ldflags "$ld" -o "$dest.tmp/" "${pkgs[@]}" ) >"$logf" 2>&1 &
     local pid=$!
