@@ -31,6 +31,8 @@ type Client struct {
 	log  Logger
 	// Backoff bounds (tests shorten them).
 	MinBackoff, MaxBackoff time.Duration
+	// progressThreshold: transfers smaller than this log no progress lines.
+	progressThreshold int64
 }
 
 // NewClient builds the HTTP stack: plain HTTP or TLS (custom CA), basic auth from the config.
@@ -73,7 +75,8 @@ func NewClient(cfg transfer.Config, log Logger) (*Client, error) {
 		cred := auth.Credential{Username: cfg.Username, Password: cfg.Password}
 		ac.Credential = func(context.Context, string) (auth.Credential, error) { return cred, nil }
 	}
-	return &Client{cfg: cfg, http: ac, log: log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second}, nil
+	return &Client{cfg: cfg, http: ac, log: log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second,
+		progressThreshold: defaultProgressThreshold}, nil
 }
 
 // ParseRef resolves a reference: one without a registry host (no '.' or ':' in its first
@@ -138,7 +141,8 @@ func (c *Client) retry(ctx context.Context, what string, op func(ctx context.Con
 }
 
 // Retryable reports whether err is worth another attempt: network failures, truncated
-// responses, HTTP 408/429/5xx.
+// responses, HTTP 408/429/5xx. Authentication, not-found, TLS verification and protocol
+// mismatches fail at once.
 func Retryable(err error) bool {
 	if err == nil {
 		return false
@@ -157,20 +161,32 @@ func Retryable(err error) bool {
 	if errors.Is(err, errdef.ErrNotFound) {
 		return false
 	}
-	var ne net.Error
-	if errors.As(err, &ne) {
-		return true
+	// Misconfiguration: no retry can fix a certificate or a plain-HTTP/HTTPS mix-up.
+	var certErr *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalidCert x509.CertificateInvalidError
+	var recordErr tls.RecordHeaderError
+	if errors.As(err, &certErr) || errors.As(err, &unknownCA) || errors.As(err, &hostErr) ||
+		errors.As(err, &invalidCert) || errors.As(err, &recordErr) || errors.Is(err, http.ErrSchemeMismatch) {
+		return false
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.ETIMEDOUT) {
 		return true
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	if errors.As(err, &opErr) || errors.As(err, &dnsErr) {
+		return true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
 		return true
 	}
 	msg := err.Error()
-	for _, s := range []string{"connection refused", "connection reset", "broken pipe", "EOF", "server closed", "unexpected status code 5"} {
+	for _, s := range []string{"connection refused", "connection reset", "broken pipe", "server closed idle connection", "unexpected EOF"} {
 		if strings.Contains(msg, s) {
 			return true
 		}

@@ -6,25 +6,26 @@ import (
 	"time"
 )
 
-// progressThreshold: transfers smaller than this log no progress lines.
-const progressThreshold = 64 << 20
+// defaultProgressThreshold: transfers smaller than this log no progress lines.
+const defaultProgressThreshold = 64 << 20
 
 // progressInterval between two progress lines of one transfer.
 var progressInterval = 5 * time.Second
 
 // progress logs "bytes, MB/s, percent" at most every progressInterval for big transfers.
 type progress struct {
-	log   Logger
-	what  string
-	total int64 // 0 when unknown
-	start time.Time
-	n     atomic.Int64
-	stop  chan struct{}
-	once  sync.Once
+	log       Logger
+	threshold int64
+	what      string
+	total     int64 // 0 when unknown
+	start     time.Time
+	n         atomic.Int64
+	stop      chan struct{}
+	once      sync.Once
 }
 
-func startProgress(log Logger, what string, total int64) *progress {
-	p := &progress{log: log, what: what, total: total, start: time.Now(), stop: make(chan struct{})}
+func (c *Client) startProgress(what string, total int64) *progress {
+	p := &progress{log: c.log, threshold: c.progressThreshold, what: what, total: total, start: time.Now(), stop: make(chan struct{})}
 	go func() {
 		t := time.NewTicker(progressInterval)
 		defer t.Stop()
@@ -34,7 +35,7 @@ func startProgress(log Logger, what string, total int64) *progress {
 				return
 			case <-t.C:
 				n := p.n.Load()
-				if n < progressThreshold && p.total < progressThreshold {
+				if n < p.threshold && p.total < p.threshold {
 					continue
 				}
 				p.line("progress", n)

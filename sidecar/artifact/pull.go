@@ -261,7 +261,7 @@ type resumingReader struct {
 
 func (c *Client) newResumingReader(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor) *resumingReader {
 	return &resumingReader{ctx: ctx, c: c, repo: repo, desc: desc, h: desc.Digest.Algorithm().Hash(),
-		prog: startProgress(c.log, "download "+desc.Digest.String(), desc.Size)}
+		prog: c.startProgress("download "+desc.Digest.String(), desc.Size)}
 }
 
 func (r *resumingReader) open() error {

@@ -138,7 +138,7 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 	start := time.Now()
 	switch {
 	case fi.Mode().IsRegular():
-		prog := startProgress(c.log, "hash "+title, fi.Size())
+		prog := c.startProgress("hash "+title, fi.Size())
 		d, n, err := fileDigest(ctx, p, prog.set)
 		prog.done()
 		if err != nil {
@@ -148,7 +148,7 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 			Annotations: map[string]string{AnnotationTitle: title}}}
 		l.open = func() (io.ReadCloser, error) { return os.Open(p) }
 	case fi.IsDir():
-		prog := startProgress(c.log, "pack "+title, 0)
+		prog := c.startProgress("pack "+title, 0)
 		hw := newHashingWriter(io.Discard)
 		st, err := PackDir(ctx, p, title, hw, c.cfg.CompressionLevel, prog.set)
 		prog.done()
@@ -207,7 +207,7 @@ func (c *Client) uploadBlob(ctx context.Context, repo *remote.Repository, desc o
 			return permanent(err)
 		}
 		defer rc.Close()
-		prog := startProgress(c.log, what, desc.Size)
+		prog := c.startProgress(what, desc.Size)
 		defer prog.done()
 		body := &countingReader{r: rc, p: prog}
 		if err := repo.Push(ctx, desc, body); err != nil {
