@@ -85,6 +85,17 @@ func Run(opts Options) int {
 	if err := l.placeInputs(); err != nil {
 		return fail(ExitLauncherError, err)
 	}
+	// Terminated while the inputs were placed: do not start the app at all.
+	for pending := true; pending; {
+		select {
+		case s := <-sigs:
+			if sig, ok := s.(syscall.Signal); ok && (sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGHUP || sig == syscall.SIGQUIT) {
+				return fail(128+int(sig), fmt.Errorf("received %v before the app started; not starting it", sig))
+			}
+		default:
+			pending = false
+		}
+	}
 	path, err := exec.LookPath(opts.Argv[0])
 	if err != nil {
 		code := ExitNotFound

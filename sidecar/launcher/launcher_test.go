@@ -82,6 +82,27 @@ func child(mode string, args []string) int {
 		}
 		fmt.Println("parent done")
 		return 0
+	case "orphans":
+		// B starts G and exits at once; G exits too and is reparented, as a zombie, to PID 1.
+		b := exec.Command(os.Args[0], "child-helper", "spawn")
+		_ = b.Run()
+		g, _ := os.ReadFile(out + ".g")
+		time.Sleep(1500 * time.Millisecond)
+		state := "reaped"
+		if st, err := os.ReadFile("/proc/" + strings.TrimSpace(string(g)) + "/stat"); err == nil {
+			state = "present: " + string(st)
+			if f := strings.Fields(string(st)); len(f) > 2 && f[2] == "Z" {
+				state = "zombie"
+			}
+		}
+		report(map[string]any{"ppid": os.Getppid(), "orphan": state, "gpid": string(g)})
+		return 0
+	case "spawn":
+		g := exec.Command(os.Args[0], "child-helper", "exit", "0")
+		_ = g.Start()
+		_ = os.WriteFile(out+".g", []byte(strconv.Itoa(g.Process.Pid)), 0o644)
+		time.Sleep(200 * time.Millisecond) // G is a zombie of ours by now
+		return 0
 	case "stdout":
 		for _, a := range args {
 			fmt.Println(a)
@@ -359,5 +380,37 @@ func TestBackgroundProcessHoldingStdoutDoesNotHang(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(pipe); !strings.Contains(string(b), "parent done") {
 		t.Fatalf("output-pipe lost the app's output: %q", b)
+	}
+}
+
+// As PID 1 of a PID namespace (as in a container), the launcher reaps orphaned zombies.
+func TestAsPID1ReapsOrphans(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("unshare(1) is not installed")
+	}
+	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("cannot create a PID namespace here (needs root): %v %s", err, out)
+	}
+	o := Options{Share: t.TempDir(), TeeGrace: time.Second}
+	b, _ := json.Marshal(o)
+	outFile := filepath.Join(t.TempDir(), "child.json")
+	cmd := exec.Command(unshare, "--pid", "--fork", "--mount-proc", os.Args[0], "launcher-helper", os.Args[0], "child-helper", "orphans")
+	cmd.Env = append(os.Environ(), "LAUNCHER_TEST_OPTS="+string(b), "CHILD_OUT="+outFile)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	rb, err := os.ReadFile(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r map[string]any
+	_ = json.Unmarshal(rb, &r)
+	if r["ppid"] != float64(1) {
+		t.Fatalf("the app's parent is not PID 1: %v", r)
+	}
+	if r["orphan"] != "reaped" {
+		t.Fatalf("orphaned zombie not reaped by the launcher: %v", r)
 	}
 }
