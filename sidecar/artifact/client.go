@@ -33,6 +33,7 @@ type Client struct {
 	MinBackoff, MaxBackoff time.Duration
 	// progressThreshold: transfers smaller than this log no progress lines.
 	progressThreshold int64
+	progressInterval  time.Duration
 }
 
 // NewClient builds the HTTP stack: plain HTTP or TLS (custom CA), basic auth from the config.
@@ -76,7 +77,7 @@ func NewClient(cfg transfer.Config, log Logger) (*Client, error) {
 		ac.Credential = func(context.Context, string) (auth.Credential, error) { return cred, nil }
 	}
 	return &Client{cfg: cfg, http: ac, log: log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second,
-		progressThreshold: defaultProgressThreshold}, nil
+		progressThreshold: defaultProgressThreshold, progressInterval: defaultProgressInterval}, nil
 }
 
 // ParseRef resolves a reference: one without a registry host (no '.' or ':' in its first
@@ -116,24 +117,36 @@ func (c *Client) repository(ref registry.Reference) *remote.Repository {
 // 408, 429 and 5xx are retried with exponential backoff and full jitter.
 func (c *Client) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
 	backoff := c.MinBackoff
+	var last error // the last error that was not the deadline itself
+	giveUp := func(attempt int, err error) error {
+		if last != nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+			err = last
+		}
+		why := "the deadline passed"
+		if errors.Is(ctx.Err(), context.Canceled) {
+			why = "it was cancelled"
+		}
+		return fmt.Errorf("%s: gave up when %s after %d attempt(s), last error: %w", what, why, attempt, err)
+	}
 	for attempt := 1; ; attempt++ {
 		err := op(ctx)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("%s: gave up when the deadline passed after %d attempt(s): %w", what, attempt, err)
+			return giveUp(attempt, err)
 		}
 		if !Retryable(err) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		last = err
 		sleep := backoff/2 + rand.N(backoff/2+1)
 		c.log.Warn("retrying", "op", what, "attempt", attempt, "in", sleep.Round(time.Millisecond).String(), "error", err.Error())
 		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%s: gave up when the deadline passed after %d attempt(s): %w", what, attempt, err)
+			return giveUp(attempt, err)
 		case <-t.C:
 		}
 		backoff = min(backoff*2, c.MaxBackoff)

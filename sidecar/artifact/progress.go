@@ -9,8 +9,8 @@ import (
 // defaultProgressThreshold: transfers smaller than this log no progress lines.
 const defaultProgressThreshold = 64 << 20
 
-// progressInterval between two progress lines of one transfer.
-var progressInterval = 5 * time.Second
+// defaultProgressInterval between two progress lines of one transfer.
+const defaultProgressInterval = 5 * time.Second
 
 // progress logs "bytes, MB/s, percent" at most every progressInterval for big transfers.
 type progress struct {
@@ -26,8 +26,9 @@ type progress struct {
 
 func (c *Client) startProgress(what string, total int64) *progress {
 	p := &progress{log: c.log, threshold: c.progressThreshold, what: what, total: total, start: time.Now(), stop: make(chan struct{})}
+	interval := c.progressInterval
 	go func() {
-		t := time.NewTicker(progressInterval)
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
 			select {

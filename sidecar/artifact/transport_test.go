@@ -135,16 +135,13 @@ func TestRetriesOn429And5xx(t *testing.T) {
 }
 
 func TestProgressLines(t *testing.T) {
-	old := progressInterval
-	progressInterval = 20 * time.Millisecond
-	defer func() { progressInterval = old }()
 	reg := registrytest.Start(t, registrytest.Options{})
 	proxy := startProxy(t, reg.Host)
 	proxy.delay.Store(int64(time.Millisecond))
 	cfg := testConfig(reg)
 	cfg.Registry = proxy.addr()
 	c, log := newTestClient(t, cfg)
-	c.progressThreshold = 1
+	c.progressThreshold, c.progressInterval = 1, 20*time.Millisecond
 	dir := randomDir(t, "big", 2, 1<<20)
 	if _, err := c.Push(context.Background(), "progress/x:v1", []string{dir}, PushOptions{}); err != nil {
 		t.Fatal(err)
