@@ -1,0 +1,49 @@
+package tests
+
+// Benchmark of the admission handler for a typical Job pod (inputs and an output, command set),
+// decode + validation + patch + its JSON encoding, as served (without the HTTP/TLS layer).
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/converged-computing/oras-cache/webhook/inject"
+	"github.com/converged-computing/oras-cache/webhook/server"
+)
+
+func BenchmarkWebhookHandler(b *testing.B) {
+	podYAML, err := os.ReadFile(filepath.Join("testdata", "golden", "job-one-container", "pod.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := yaml.YAMLToJSON(podYAML)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := whConfig(b, whBaseConfig)
+	h := &server.Handler{
+		Mutator: &inject.Mutator{Config: cfg},
+		Log:     slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Metrics: server.NewMetrics(nil),
+	}
+	req := whRawRequest(raw)
+	ctx := context.Background()
+	if resp := h.Handle(ctx, req); !resp.Allowed || len(resp.Patches) == 0 {
+		b.Fatalf("not patched: %+v", resp.Result)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		resp := h.Handle(ctx, req)
+		// what controller-runtime does next: marshal the patch into the AdmissionResponse
+		if err := resp.Complete(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
