@@ -305,9 +305,21 @@ func cmdPush(args []string) int {
 		writeTermination(*termLog, t, log)
 		return exitFailed
 	}
-	if ref, err := artifact.ParseRef(*output, os.Getenv(transfer.EnvRegistry)); err == nil {
-		t.Reference = ref.String()
+	// A bad reference fails now, not after the app ran.
+	ref, err := artifact.ParseRef(*output, os.Getenv(transfer.EnvRegistry))
+	if err == nil {
+		_, derr := ref.Digest()
+		if derr == nil {
+			err = fmt.Errorf("--output %s must be a tag, not a digest", *output)
+		}
 	}
+	if err != nil {
+		t.Error = err.Error()
+		log.Error("invalid output reference", "error", err.Error())
+		writeTermination(*termLog, t, log)
+		return exitFailed
+	}
+	t.Reference = ref.String()
 	ctx, cancel := signalContext()
 	defer cancel()
 	runDir := filepath.Join(*share, "run")

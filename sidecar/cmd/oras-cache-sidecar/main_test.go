@@ -310,6 +310,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{}, exitUsage},
 		{[]string{"bogus"}, exitUsage},
 		{[]string{"push", "--share", "/tmp"}, exitUsage},
+		{[]string{"push", "--share", "/tmp", "--output", "Bad/UPPER:case", "--termination-log", ""}, exitFailed},
+		{[]string{"push", "--share", "/tmp", "--output", "127.0.0.1:1/a@sha256:" + strings.Repeat("0", 64), "--termination-log", ""}, exitFailed},
 		{[]string{"launch", "--share", "/tmp", "echo", "no-dashes"}, 125},
 		{[]string{"launch", "--share", "/tmp", "--"}, 125},
 	} {
