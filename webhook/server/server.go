@@ -51,6 +51,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"result"}),
 	}
+	for _, r := range []string{"injected", "skipped", "denied", "error"} {
+		m.Requests.WithLabelValues(r) // export zeros before the first request
+	}
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Denials, m.Latency)
 	}
