@@ -1,13 +1,21 @@
 package artifact
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
@@ -148,5 +156,82 @@ func TestRetryable(t *testing.T) {
 	}
 	if !Retryable(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")) {
 		t.Fatal("connection refused must be retried")
+	}
+}
+
+// pushRaw pushes a hand-made single-layer artifact (a malicious one, typically).
+func pushRaw(t *testing.T, c *Client, rawRef string, blob []byte, annotations map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	ref, err := ParseRef(rawRef, c.cfg.Registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := c.repository(ref)
+	layer := ocispec.Descriptor{MediaType: MediaTypeTarGzip, Digest: digest.FromBytes(blob), Size: int64(len(blob)), Annotations: annotations}
+	for _, b := range []struct {
+		d    ocispec.Descriptor
+		data []byte
+	}{{ocispec.DescriptorEmptyJSON, []byte("{}")}, {layer, blob}} {
+		if err := repo.Push(ctx, b.d, bytes.NewReader(b.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: ArtifactType, Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{layer}})
+	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(m), Size: int64(len(m))}
+	if err := repo.PushReference(ctx, md, bytes.NewReader(m), ref.Reference); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func gzipBytes(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// Malicious and oversized artifacts from the registry are refused; nothing lands outside (or at)
+// the destination.
+func TestPullRefusesMaliciousAndOversizedArtifacts(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	c, _ := newTestClient(t, testConfig(reg))
+	unpack := func(title string) map[string]string {
+		return map[string]string{AnnotationTitle: title, AnnotationUnpack: "true"}
+	}
+	evil := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/../../escaped", typ: tar.TypeReg, body: "x"}}))
+	pushRaw(t, c, "evil/dotdot:v1", evil, unpack("d"))
+	link := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/l", typ: tar.TypeSymlink, link: "/"}}))
+	pushRaw(t, c, "evil/symlink:v1", link, unpack("d"))
+	pushRaw(t, c, "evil/title:v1", evil, unpack("../outside"))
+	pushRaw(t, c, "evil/abs-title:v1", []byte("x"), map[string]string{AnnotationTitle: "/etc/cron.d/x"})
+	bomb := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/zeros", typ: tar.TypeReg, body: strings.Repeat("\x00", 2<<20)}}))
+	pushRaw(t, c, "evil/bomb:v1", bomb, unpack("d"))
+	pushRaw(t, c, "evil/bad-tar-digest:v1", link, map[string]string{AnnotationTitle: "d", AnnotationUnpack: "true", AnnotationTarDigst: digest.FromString("not it").String()})
+
+	cfg := testConfig(reg)
+	cfg.MaxUnpackSize = 1 << 20
+	small, _ := newTestClient(t, cfg)
+	for _, ref := range []string{"evil/dotdot:v1", "evil/symlink:v1", "evil/title:v1", "evil/abs-title:v1", "evil/bomb:v1", "evil/bad-tar-digest:v1"} {
+		parent := t.TempDir()
+		dest := filepath.Join(parent, "in")
+		_, err := small.Pull(context.Background(), ref, dest, PullOptions{})
+		if err == nil {
+			t.Errorf("%s was pulled", ref)
+			continue
+		}
+		if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+			t.Errorf("%s left %v next to the destination (err %v)", ref, entries, err)
+		}
+		if _, err := os.Lstat(filepath.Join(filepath.Dir(parent), "escaped")); err == nil {
+			t.Errorf("%s escaped", ref)
+		}
+	}
+	// The bomb within a large enough bound is fine.
+	if _, err := c.Pull(context.Background(), "evil/bomb:v1", filepath.Join(t.TempDir(), "in"), PullOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
