@@ -210,7 +210,8 @@ func TestPullRefusesMaliciousAndOversizedArtifacts(t *testing.T) {
 	pushRaw(t, c, "evil/abs-title:v1", []byte("x"), map[string]string{AnnotationTitle: "/etc/cron.d/x"})
 	bomb := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/zeros", typ: tar.TypeReg, body: strings.Repeat("\x00", 2<<20)}}))
 	pushRaw(t, c, "evil/bomb:v1", bomb, unpack("d"))
-	pushRaw(t, c, "evil/bad-tar-digest:v1", link, map[string]string{AnnotationTitle: "d", AnnotationUnpack: "true", AnnotationTarDigst: digest.FromString("not it").String()})
+	valid := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/f", typ: tar.TypeReg, body: "ok"}}))
+	pushRaw(t, c, "evil/bad-tar-digest:v1", valid, map[string]string{AnnotationTitle: "d", AnnotationUnpack: "true", AnnotationTarDigst: digest.FromString("not it").String()})
 
 	cfg := testConfig(reg)
 	cfg.MaxUnpackSize = 1 << 20
