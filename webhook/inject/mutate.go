@@ -201,6 +201,9 @@ func (m *Mutator) patch(pod *corev1.Pod, rp *rawPod, spec *Spec, command, imageA
 	if spec.OutputPipe != "" {
 		launch = append(launch, "--output-pipe", spec.OutputPipe)
 	}
+	if spec.Debug {
+		launch = append(launch, "--debug")
+	}
 	launch = append(launch, "--")
 	launch = append(launch, command...)
 	ops = append(ops, setOp(cpath+"/command", present(rc.Command), launch))
