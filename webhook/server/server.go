@@ -136,6 +136,9 @@ type Options struct {
 	Ready chan<- struct{}
 	// ShutdownTimeout bounds the graceful shutdown of the HTTP servers (default 20s).
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long /readyz fails before the listeners close after ctx ends, so the
+	// Service stops sending requests first (main uses 5s; default 0).
+	DrainDelay time.Duration
 }
 
 // Run serves until ctx is cancelled (SIGTERM in main), then shuts down gracefully.
@@ -243,6 +246,10 @@ func Run(ctx context.Context, cfg *inject.Config, o Options) error {
 		whDone = nil
 	}
 	shuttingDown.Store(true)
+	if runErr == nil && o.DrainDelay > 0 {
+		log.Info("draining before shutdown", "delay", o.DrainDelay.String())
+		time.Sleep(o.DrainDelay)
+	}
 	stopWebhook()
 	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
 	defer cancel()

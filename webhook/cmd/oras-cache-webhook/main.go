@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/client/config"
 
@@ -48,7 +49,7 @@ func main() {
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if err := server.Run(ctx, cfg, server.Options{Images: images, Log: log}); err != nil {
+	if err := server.Run(ctx, cfg, server.Options{Images: images, Log: log, DrainDelay: 5 * time.Second}); err != nil {
 		log.Error("webhook failed", "error", err.Error())
 		os.Exit(1)
 	}
