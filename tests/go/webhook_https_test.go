@@ -125,9 +125,10 @@ func TestWebhookHTTPS(t *testing.T) {
 	var logs bytes.Buffer
 	go func() {
 		done <- server.Run(ctx, cfg, server.Options{
-			Images: &whFakeImages{Entrypoint: []string{"/entry"}},
-			Log:    slog.New(slog.NewJSONHandler(&logs, nil)),
-			Ready:  ready,
+			Images:     &whFakeImages{Entrypoint: []string{"/entry"}},
+			Log:        slog.New(slog.NewJSONHandler(&logs, nil)),
+			Ready:      ready,
+			DrainDelay: 2 * time.Second,
 		})
 	}()
 	select {
@@ -258,8 +259,18 @@ func TestWebhookHTTPS(t *testing.T) {
 		t.Fatalf("after rotation: %+v", resp.Result)
 	}
 
-	// graceful shutdown
+	// graceful shutdown: readiness fails during the drain delay, then Run returns nil
 	cancel()
+	sawNotReady := false
+	for i := 0; i < 50 && !sawNotReady; i++ {
+		if code, _ := get("http://" + healthAddr + "/readyz"); code == http.StatusServiceUnavailable {
+			sawNotReady = true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !sawNotReady {
+		t.Errorf("/readyz did not fail during the drain delay")
+	}
 	select {
 	case err := <-done:
 		if err != nil {
