@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"time"
 )
 
 // copyTree copies src (file, directory or symlink) to dst, which must not exist unless both are
@@ -50,11 +51,17 @@ func copyTree(src, dst string, orMode fs.FileMode) (skipped []string, err error)
 		}
 		return skipped, os.Chmod(dst, dmode)
 	case fi.Mode().IsRegular():
-		return nil, copyFile(src, dst, fi.Mode().Perm()|orMode)
+		if sameFile(fi, dst) {
+			return nil, nil // placed by an earlier run of this container
+		}
+		return nil, copyFile(src, dst, fi.Mode().Perm()|orMode, fi.ModTime())
 	case fi.Mode()&fs.ModeSymlink != 0:
 		t, err := os.Readlink(src)
 		if err != nil {
 			return nil, err
+		}
+		if sameLink(t, dst) {
+			return nil, nil
 		}
 		return nil, os.Symlink(t, dst)
 	default:
@@ -62,7 +69,20 @@ func copyTree(src, dst string, orMode fs.FileMode) (skipped []string, err error)
 	}
 }
 
-func copyFile(src, dst string, mode fs.FileMode) error {
+// sameFile reports whether dst is a regular file with src's size, mode and modification time —
+// a copy made by copyFile (which keeps the time), e.g. by an earlier run of a restarted container.
+func sameFile(src fs.FileInfo, dst string) bool {
+	d, err := os.Lstat(dst)
+	return err == nil && d.Mode().IsRegular() && d.Size() == src.Size() && d.Mode().Perm() == src.Mode().Perm() && d.ModTime().Equal(src.ModTime())
+}
+
+// sameLink reports whether dst is a symlink to target.
+func sameLink(target, dst string) bool {
+	t, err := os.Readlink(dst)
+	return err == nil && t == target
+}
+
+func copyFile(src, dst string, mode fs.FileMode, mtime time.Time) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -78,6 +98,9 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && !mtime.IsZero() {
+		err = os.Chtimes(dst, mtime, mtime)
 	}
 	return err
 }
@@ -137,6 +160,16 @@ func checkPlacement(sources []string, dest string) error {
 				return fmt.Errorf("input %s conflicts with a directory of another input at %s", p, filepath.Join(dest, rel))
 			}
 			if fi, err := os.Lstat(filepath.Join(dest, rel)); err == nil {
+				if !isDir && d.Type().IsRegular() {
+					if sfi, err := d.Info(); err == nil && sameFile(sfi, filepath.Join(dest, rel)) {
+						return nil // this very input, placed by an earlier run of the container
+					}
+				}
+				if d.Type()&fs.ModeSymlink != 0 {
+					if t, err := os.Readlink(p); err == nil && sameLink(t, filepath.Join(dest, rel)) {
+						return nil
+					}
+				}
 				if !(isDir && fi.IsDir()) {
 					return fmt.Errorf("input %s would overwrite the existing %s (refusing; choose another input-path)", p, filepath.Join(dest, rel))
 				}

@@ -414,3 +414,26 @@ func TestAsPID1ReapsOrphans(t *testing.T) {
 		t.Fatalf("orphaned zombie not reaped by the launcher: %v", r)
 	}
 }
+
+// A restarted container (input-path on a volume that survives) finds its inputs already placed by
+// the previous run: that is not a conflict.
+func TestInputsPlacedTwiceIsIdempotent(t *testing.T) {
+	share := t.TempDir()
+	writeFile(t, filepath.Join(share, "inputs", "0", "data", "x.txt"), "x", 0o644)
+	if err := os.Symlink("x.txt", filepath.Join(share, "inputs", "0", "data", "link")); err != nil {
+		t.Fatal(err)
+	}
+	wd := t.TempDir()
+	for run := 0; run < 2; run++ {
+		l := start(t, Options{Share: share, InputPath: wd}, self("exit", "0")...)
+		if code := l.wait(t); code != 0 {
+			t.Fatalf("run %d: exit %d; stderr:\n%s", run, code, l.stderr)
+		}
+	}
+	// A changed file in the way is still a conflict.
+	writeFile(t, filepath.Join(wd, "data", "x.txt"), "edited by the user", 0o644)
+	l := start(t, Options{Share: share, InputPath: wd}, self("exit", "0")...)
+	if code := l.wait(t); code != ExitLauncherError {
+		t.Fatalf("exit %d", code)
+	}
+}
