@@ -18,7 +18,7 @@ type entry struct {
 	mode       int64
 }
 
-func makeTar(t *testing.T, entries []entry) []byte {
+func makeTar(t testing.TB, entries []entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
