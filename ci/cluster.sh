@@ -148,7 +148,6 @@ save_host_state() { # once, before the first change
   : >"$HOSTSAVE/created-paths"
   for p in "${HOST_PATHS[@]}"; do [[ -e $p ]] || echo "$p" >>"$HOSTSAVE/created-paths"; done
   nft list tables 2>/dev/null | sort >"$HOSTSAVE/nft-tables" || true
-  lsmod 2>/dev/null | awk 'NR>1{print $1}' | sort >"$HOSTSAVE/modules" || true
   touch "$HOSTSAVE/done"
 }
 
@@ -197,13 +196,13 @@ restore_host() {
     local t
     while read -r t; do
       [[ -n $t ]] || continue
-      grep -qxF "$t" "$HOSTSAVE/nft-tables" || { nft delete "${t#table }" 2>/dev/null || nft "delete $t" 2>/dev/null || true; }
+      grep -qxF "$t" "$HOSTSAVE/nft-tables" || nft "delete $t" 2>/dev/null || true
     done < <(nft list tables 2>/dev/null | sort)
     # sysctls
     local kv
     while IFS= read -r kv; do
       [[ -n $kv ]] || continue
-      [[ -f /proc/sys/${kv%%=*} || -f /proc/sys/$(tr . / <<<"${kv%%=*}") ]] && sysctl -qw "$kv" 2>/dev/null || true
+      [[ -f /proc/sys/$(tr . / <<<"${kv%%=*}") ]] && sysctl -qw "$kv" 2>/dev/null || true
     done <"$HOSTSAVE/sysctls"
     # fixed host paths
     local p

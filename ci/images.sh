@@ -128,7 +128,7 @@ import_one() { # import_one NAME DIGEST: skip when containerd already has that d
 
 names=("$@")
 ((${#names[@]})) || names=("${ALL[@]}")
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 t0=$SECONDS
 go build -trimpath -o "$BIN/imagebuild" ./ci/imagebuild
 up=0; cluster_up && up=1
