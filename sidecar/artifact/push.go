@@ -91,7 +91,6 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 		}
 		descs = append(descs, l.desc)
 	}
-	cfg.Data = nil
 	manifest := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
