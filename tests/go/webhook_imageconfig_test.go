@@ -192,3 +192,30 @@ func TestWebhookImageConfigNormalize(t *testing.T) {
 }
 
 var zeros64 = strings.Repeat("0", 64)
+
+// TestWebhookImageConfigConcurrent: many admissions look the same images up at once.
+func TestWebhookImageConfigConcurrent(t *testing.T) {
+	r := registrytest.Start(t, registrytest.Options{})
+	a := whPushImage(t, r, "tools/a", "1", []string{"/a"}, nil)
+	b := whPushImage(t, r, "tools/b", "1", []string{"/b"}, nil)
+	res := imageconfig.New(imageconfig.Options{PlainHTTP: []string{r.Host}, MaxEntries: 1})
+	errs := make(chan error, 40)
+	for i := 0; i < 40; i++ {
+		go func() {
+			img, want := a, "/a"
+			if i%2 == 1 {
+				img, want = b, "/b"
+			}
+			got, err := res.Resolve(context.Background(), img.Ref, "jobs", nil)
+			if err == nil && (len(got.Entrypoint) != 1 || got.Entrypoint[0] != want) {
+				err = fmt.Errorf("%s: got %v", img.Ref, got.Entrypoint)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 40; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
