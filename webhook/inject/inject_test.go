@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 func TestWebhookParseReference(t *testing.T) {
@@ -97,5 +99,35 @@ func TestWebhookEscape(t *testing.T) {
 	}
 	if pointerEscape("a/b~c") != "a~1b~0c" {
 		t.Fatal("pointer escape")
+	}
+}
+
+func TestWebhookCopyVars(t *testing.T) {
+	app := &corev1.Container{
+		Name: "app",
+		Env: []corev1.EnvVar{
+			{Name: "A", Value: "a"},
+			{Name: "UNUSED", Value: "u"},
+			{Name: "MEM", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}},
+			{Name: "B", Value: "$(A)-$(MEM)"},
+		},
+		EnvFrom: []corev1.EnvFromSource{{Prefix: "X_", ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cm"}}}},
+	}
+	env, envFrom := copyVars(app, []string{"B"})
+	var names []string
+	for _, e := range env {
+		names = append(names, e.Name)
+	}
+	if !reflect.DeepEqual(names, []string{"A", "MEM", "B"}) || envFrom != nil {
+		t.Fatalf("got %v %v", names, envFrom)
+	}
+	if env[1].ValueFrom.ResourceFieldRef.ContainerName != "app" || app.Env[2].ValueFrom.ResourceFieldRef.ContainerName != "" {
+		t.Fatalf("resourceFieldRef must name the app container (in the copy only)")
+	}
+	if _, envFrom = copyVars(app, []string{"X_FROM_CM"}); len(envFrom) != 1 || envFrom[0].Prefix != "X_" {
+		t.Fatalf("envFrom not copied: %v", envFrom)
+	}
+	if env, envFrom = copyVars(app, nil); env != nil || envFrom != nil {
+		t.Fatal("nothing to copy")
 	}
 }
