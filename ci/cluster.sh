@@ -170,7 +170,8 @@ EOF
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
   fi
-  ip addr show dev "$BRIDGE" | grep -q "inet $BRIDGE_IP/" || ip addr add "$BRIDGE_IP/16" dev "$BRIDGE"
+  # (no `| grep -q` under pipefail: an early grep exit fails the pipeline with SIGPIPE)
+  [[ $(ip -4 addr show dev "$BRIDGE") == *"inet $BRIDGE_IP/"* ]] || ip addr add "$BRIDGE_IP/16" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   # Service IPs that kube-proxy has not programmed go into the bridge, never the default route.
   ip route replace "$SERVICE_CIDR" dev "$BRIDGE"
@@ -189,7 +190,7 @@ restore_host() {
   # veths left by a container that was killed hard
   local v
   for v in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
-    ip -d link show "$v" 2>/dev/null | grep -q "master $BRIDGE" && ip link delete "$v" 2>/dev/null || true
+    [[ $(ip -d link show "$v" 2>/dev/null) == *"master $BRIDGE "* ]] && ip link delete "$v" 2>/dev/null || true
   done
   if [[ -f $HOSTSAVE/done ]]; then
     # nft tables that did not exist before: ours, kube-proxy's and the ones iptables-nft created.
@@ -786,7 +787,7 @@ EOF
   local logs; logs=$(kc -n "$ns" logs client 2>&1)
   grep -q DNS=OK <<<"$logs" && log "smoke: pod resolved web.$ns.svc.cluster.local through CoreDNS" || { ok=0; log "smoke: DNS FAILED: $logs"; }
   grep -q SERVICE=OK <<<"$logs" && log "smoke: pod reached the ClusterIP Service (kubectl logs works)" || { ok=0; log "smoke: Service FAILED"; }
-  if kc -n "$ns" wait --for=condition=complete job/share --timeout=90s >/dev/null && kc -n "$ns" logs job/share -c reader | grep -q data-123; then
+  if kc -n "$ns" wait --for=condition=complete job/share --timeout=90s >/dev/null && [[ $(kc -n "$ns" logs job/share -c reader) == *data-123* ]]; then
     log "smoke: Job with two containers sharing an emptyDir completed (noshell image ran)"
   else ok=0; log "smoke: Job FAILED"; kc -n "$ns" describe job/share | tail -20 >&2; fi
   kc delete namespace "$ns" --wait=false >/dev/null
