@@ -55,6 +55,9 @@ func PackDir(ctx context.Context, dir, name string, w io.Writer, level int, prog
 	if err := gz.SetConcurrency(gzipBlockSize, max(2, 2*runtime.GOMAXPROCS(0))); err != nil {
 		return st, err
 	}
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real // a symlink to the directory packs the directory
+	}
 	th := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(gz, th), progress: progress}
 	tw := tar.NewWriter(cw)

@@ -103,3 +103,22 @@ func BenchmarkPackDir(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestPackDirThroughSymlink(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "real")
+	writeTree(t, dir, map[string]string{"f": "x"}, nil)
+	if err := os.Symlink("real", filepath.Join(base, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	var a, b bytes.Buffer
+	if _, err := PackDir(context.Background(), dir, "t", &a, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PackDir(context.Background(), filepath.Join(base, "alias"), "t", &b, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("packing through a symlink differs from packing the directory")
+	}
+}
