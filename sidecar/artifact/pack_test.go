@@ -5,11 +5,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/transfer"
 
 	"github.com/klauspost/pgzip"
 )
@@ -120,5 +124,28 @@ func TestPackDirThroughSymlink(t *testing.T) {
 	}
 	if !bytes.Equal(a.Bytes(), b.Bytes()) {
 		t.Fatal("packing through a symlink differs from packing the directory")
+	}
+}
+
+// The second packing pass (while uploading) must produce the bytes the first one hashed; an output
+// that changed in between is an error, never a blob that does not match its digest.
+func TestRepackDetectsChangedOutput(t *testing.T) {
+	c, _ := newTestClient(t, transfer.Default())
+	dir := filepath.Join(t.TempDir(), "out")
+	writeTree(t, dir, map[string]string{"f": "before"}, nil)
+	l, err := c.packLayer(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := l.open()
+	same, err := io.ReadAll(rc)
+	if err != nil || int64(len(same)) != l.desc.Size {
+		t.Fatalf("unchanged repack: %d bytes, %v", len(same), err)
+	}
+	writeTree(t, dir, map[string]string{"f": "after!"}, nil)
+	rc, _ = l.open()
+	_, err = io.ReadAll(rc)
+	if err == nil || !strings.Contains(err.Error(), "changed while it was pushed") {
+		t.Fatalf("want a changed-output error, got %v", err)
 	}
 }
