@@ -258,7 +258,8 @@ type Sidecar struct {
 type EntrypointLookup struct {
 	// Registries (host[:port]) read over plain HTTP for the ENTRYPOINT lookup.
 	PlainHTTPRegistries []string `json:"plainHTTPRegistries" jsonschema:"uniqueItems=true,pattern=^[A-Za-z0-9.-]+(:[0-9]+)?$"`
-	// Deadline of one lookup (Go duration).
+	// Deadline of one lookup (Go duration). Keep it below webhook.timeoutSeconds so a slow registry
+	// gives the user the webhook's denial (set command) rather than an API-server timeout.
 	Timeout string `json:"timeout" jsonschema:"required,pattern=^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$"`
 }
 

@@ -40,6 +40,8 @@ func chartMatrix(t *testing.T) []chartCase {
 		{name: "defaults", release: "r", namespace: "ns"},
 		{name: "release-contains-chart-name", release: "team-oras-cache", namespace: "team"},
 		{name: "longest-release-name", release: "a-release-name-that-is-as-long-as-helm-allows-53-char", namespace: "a-namespace-with-a-rather-long-name-too"},
+		// YAML 1.1 booleans as names must stay strings in every manifest and in the webhook config.
+		{name: "boolean-looking-names", release: "on", namespace: "no"},
 		{name: "overrides", release: "r", namespace: "ns", sets: []string{"nameOverride=cache,fullnameOverride=wf-cache"}},
 		{name: "auth-off", release: "r", namespace: "ns", sets: []string{"auth.enabled=false"}},
 		{name: "auth-existing-secret", release: "r", namespace: "ns", sets: []string{"auth.existingSecret=my-creds"}},

@@ -70,7 +70,7 @@
 {{/* Selector labels; call with (dict "ctx" $ "component" "registry"). */}}
 {{- define "oras-cache.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "oras-cache.name" .ctx }}
-app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name | quote }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
