@@ -112,6 +112,8 @@ type dataBench struct {
 	logf             func(string, ...any)
 	tmp, home        string
 	timeBin          string // GNU time, for the peak RSS of the measured process
+	roundSecs        []float64
+	ntrash           int
 }
 
 func (b *dataBench) get(caseName, key, op, tool string, bytes int64) *series {
@@ -206,98 +208,128 @@ func (b *dataBench) verify(s *series, d *dataset, pulled string) {
 func slow(op, key string) bool { return (op == "push" && (key == "b" || key == "c")) || op == "repush" }
 
 func (b *dataBench) Run(keys []string) error {
-	if err := os.MkdirAll(b.tmp, 0o755); err != nil {
-		return err
+	for _, d := range []string{b.tmp, b.home, b.trash()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
 	}
-	if err := os.MkdirAll(b.home, 0o755); err != nil {
-		return err
+	// Warm-up (not counted): read every dataset once (page cache), and one push and pull of (a)
+	// by each tool (binaries, registry, disk). The measured rounds follow.
+	t0 := time.Now()
+	for _, key := range keys {
+		if _, err := treeHash(b.data[key].Path()); err != nil {
+			return err
+		}
 	}
-	proxyHost := b.proxy.Addr
+	b.logf("warm-up: read every dataset in %.1fs", time.Since(t0).Seconds())
+	warmKey := keys[0]
 	for round := 0; round <= b.runs; round++ {
 		warm := round == 0
+		roundStart := time.Now()
 		b.logf("round %d/%d%s", round, b.runs, map[bool]string{true: " (warm-up)"}[warm])
 		for _, key := range keys {
 			d := b.data[key]
-			if d == nil {
+			if d == nil || (warm && key != warmKey) {
 				continue
 			}
-			ourRepo := fmt.Sprintf("bench/ours-%s-r%d", key, round)
-			orasRepo := fmt.Sprintf("bench/oras-%s-r%d", key, round)
-			orasOK := func(op string) bool {
-				if !slow(op, key) {
-					return true
-				}
-				return round >= 1 && round <= b.slowRuns
-			}
-
-			// push: ours, then the oras CLI (new repositories, so the registry has nothing)
-			s := b.get("push "+key, key, "push", "ours", d.Bytes)
-			smp, out, err := b.run(d.Dir, []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title})
-			if err == nil {
-				smp.BlobUp = blobUp(out)
-			}
-			ourPushed := b.record(s, smp, err, warm)
-			if orasOK("push") {
-				s = b.get("push "+key, key, "push", "oras", d.Bytes)
-				smp, _, err = b.run(d.Dir, []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title})
-				b.record(s, smp, err, warm)
-			}
-
-			// (e): re-push of unchanged (b) to the repository that already has it, new tag
-			if key == "b" && b.data["e"] != nil {
-				s = b.get("re-push b (e)", "e", "repush", "ours", d.Bytes)
-				smp, out, err = b.run(d.Dir, []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":again", d.Title})
-				if err == nil {
-					smp.BlobUp = blobUp(out)
-				}
-				b.record(s, smp, err, warm)
-				if orasOK("repush") {
-					s = b.get("re-push b (e)", "e", "repush", "oras", d.Bytes)
-					smp, _, err = b.run(d.Dir, []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":again", d.Title})
-					b.record(s, smp, err, warm)
-				}
-			}
-
-			// pull: both tools pull the artifact our push wrote (the format the cache holds)
-			if ourPushed {
-				for _, tool := range []string{"ours", "oras"} {
-					dest := filepath.Join(b.tmp, "pull-"+tool)
-					_ = os.RemoveAll(dest)
-					var argv []string
-					if tool == "ours" {
-						argv = []string{b.self, "worker", "pull", "-registry", proxyHost, "-ref", ourRepo + ":v1", dest}
-					} else {
-						argv = []string{b.oras, "pull", "--plain-http", "-o", dest, proxyHost + "/" + ourRepo + ":v1"}
-					}
-					s = b.get("pull "+key, key, "pull", tool, d.Bytes)
-					smp, _, err = b.run(b.tmp, argv)
-					if b.record(s, smp, err, warm) && s.Verified == "" && !warm {
-						b.verify(s, d, filepath.Join(dest, d.Title))
-					}
-					_ = os.RemoveAll(dest)
-				}
-			}
-
-			// physical baseline: tar of the same data to the same disk, and cp -r
-			if round <= b.baseRuns {
-				tarOut := filepath.Join(b.tmp, "baseline.tar")
-				s = b.get("tar "+key, key, "tar", "tar", d.Bytes)
-				smp, _, err = b.run(d.Dir, []string{"tar", "-cf", tarOut, d.Title})
-				b.record(s, smp, err, warm)
-				_ = os.Remove(tarOut)
-				cpOut := filepath.Join(b.tmp, "baseline-cp")
-				s = b.get("cp "+key, key, "cp", "cp", d.Bytes)
-				smp, _, err = b.run(d.Dir, []string{"cp", "-r", d.Title, cpOut})
-				b.record(s, smp, err, warm)
-				_ = os.RemoveAll(cpOut)
-			}
+			b.runDataset(round, key, d, warm)
 		}
-		// flush the round's writes (untimed) so dirty pages of one round do not slow the next
+		// delete the round's outputs and flush its writes (untimed), so that neither the
+		// deletions (ext4 with discard) nor dirty pages of one round slow the next
 		syncT := time.Now()
+		_ = os.RemoveAll(b.trash())
+		_ = os.MkdirAll(b.trash(), 0o755)
 		syscall.Sync()
-		b.logf("  sync %.1fs", time.Since(syncT).Seconds())
+		b.logf("  cleanup+sync %.1fs", time.Since(syncT).Seconds())
+		if !warm {
+			b.roundSecs = append(b.roundSecs, time.Since(roundStart).Seconds())
+		}
 	}
 	return nil
+}
+
+func (b *dataBench) trash() string { return filepath.Join(b.tmp, "trash") }
+
+// discard moves p out of the way; it is deleted between rounds (untimed).
+func (b *dataBench) discard(p string) {
+	b.ntrash++
+	if err := os.Rename(p, filepath.Join(b.trash(), fmt.Sprint(b.ntrash))); err != nil {
+		_ = os.RemoveAll(p)
+	}
+}
+
+func (b *dataBench) runDataset(round int, key string, d *dataset, warm bool) {
+	proxyHost := b.proxy.Addr
+	ourRepo := fmt.Sprintf("bench/ours-%s-r%d", key, round)
+	orasRepo := fmt.Sprintf("bench/oras-%s-r%d", key, round)
+	orasOK := func(op string) bool {
+		if !slow(op, key) {
+			return true
+		}
+		return round >= 1 && round <= b.slowRuns
+	}
+
+	// push: ours, then the oras CLI (new repositories, so the registry has nothing)
+	s := b.get("push "+key, key, "push", "ours", d.Bytes)
+	smp, out, err := b.run(d.Dir, []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title})
+	if err == nil {
+		smp.BlobUp = blobUp(out)
+	}
+	ourPushed := b.record(s, smp, err, warm)
+	if orasOK("push") {
+		s = b.get("push "+key, key, "push", "oras", d.Bytes)
+		smp, _, err = b.run(d.Dir, []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title})
+		b.record(s, smp, err, warm)
+	}
+
+	// (e): re-push of unchanged (b) to the same reference that already holds it
+	if key == "b" && b.data["e"] != nil {
+		s = b.get("re-push b (e)", "e", "repush", "ours", d.Bytes)
+		smp, out, err = b.run(d.Dir, []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title})
+		if err == nil {
+			smp.BlobUp = blobUp(out)
+		}
+		b.record(s, smp, err, warm)
+		if orasOK("repush") {
+			s = b.get("re-push b (e)", "e", "repush", "oras", d.Bytes)
+			smp, _, err = b.run(d.Dir, []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title})
+			b.record(s, smp, err, warm)
+		}
+	}
+
+	// pull: both tools pull the artifact our push wrote (the format the cache holds)
+	if ourPushed {
+		for _, tool := range []string{"ours", "oras"} {
+			dest := filepath.Join(b.tmp, "pull-"+tool)
+			_ = os.RemoveAll(dest)
+			var argv []string
+			if tool == "ours" {
+				argv = []string{b.self, "worker", "pull", "-registry", proxyHost, "-ref", ourRepo + ":v1", dest}
+			} else {
+				argv = []string{b.oras, "pull", "--plain-http", "-o", dest, proxyHost + "/" + ourRepo + ":v1"}
+			}
+			s = b.get("pull "+key, key, "pull", tool, d.Bytes)
+			smp, _, err = b.run(b.tmp, argv)
+			if b.record(s, smp, err, warm) && s.Verified == "" && !warm {
+				b.verify(s, d, filepath.Join(dest, d.Title))
+			}
+			b.discard(dest)
+		}
+	}
+
+	// physical baseline: tar of the same data to the same disk, and cp -r
+	if !warm && round <= b.baseRuns {
+		tarOut := filepath.Join(b.tmp, "baseline.tar")
+		s = b.get("tar "+key, key, "tar", "tar", d.Bytes)
+		smp, _, err = b.run(d.Dir, []string{"tar", "-cf", tarOut, d.Title})
+		b.record(s, smp, err, warm)
+		b.discard(tarOut)
+		cpOut := filepath.Join(b.tmp, "baseline-cp")
+		s = b.get("cp "+key, key, "cp", "cp", d.Bytes)
+		smp, _, err = b.run(d.Dir, []string{"cp", "-r", d.Title, cpOut})
+		b.record(s, smp, err, warm)
+		b.discard(cpOut)
+	}
 }
 
 func blobUp(out []byte) int64 {

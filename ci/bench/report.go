@@ -36,6 +36,9 @@ func speedup(ours, oras *series) float64 {
 func (r *results) targets() []target {
 	var ts []target
 	ratio := func(id, caseName string, want float64) {
+		if len(r.Series) == 0 {
+			return
+		}
 		t := target{ID: id, Name: caseName + ": speed vs the oras CLI", Want: fmt.Sprintf("≥ %.1f×", want)}
 		if x := speedup(r.find(caseName, "ours"), r.find(caseName, "oras")); x > 0 {
 			t.Got = fmt.Sprintf("%.2f×", x)
@@ -273,8 +276,9 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 
 	if len(r.Series) > 0 {
 		p("## 1. Data path vs the `oras` CLI\n\n")
-		p("Median of %d measured runs after one warm-up round, interleaved (each round runs every case: ours, then the oras CLI); ", r.Runs)
-		p("the oras CLI's three slowest cases — its pushes of (b) and (c) and the re-push (e), ~30 s each — get %d runs and no warm-up ", r.SlowRuns)
+		p("Median of %d measured rounds, interleaved: each round runs every case, ours then the oras CLI (A B A B …). ", r.Runs)
+		p("Warm-up (not counted): every dataset is read once (page cache) and each tool pushes and pulls (a) once. ")
+		p("the oras CLI's three slowest cases — its pushes of (b) and (c) and the re-push (e), ~30 s each — get %d runs ", r.SlowRuns)
 		p("(the page cache is already warm from the other runs) so that `make bench` stays under 15 minutes. ")
 		p("Time is wall time of the whole process (start to exit, as a user sees it); RSS is its peak (`getrusage` `ru_maxrss` of the child); ")
 		p("uploaded is every byte the client sent to the registry through the counting proxy (HTTP headers included). ")
@@ -287,7 +291,7 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 		p("- (e) re-push of unchanged (b) into the repository that already holds it (new tag)\n\n")
 		p("### Physical baseline (same data, same disk)\n\n%s\n", baselineTable(r))
 		p("`tar -cf` writes the uncompressed archive to `.work/bench/tmp` (the disk the registry stores on); `cp -r` copies the tree there. ")
-		p("Medians of %d runs after the warm-up.\n\n", r.BaseRuns)
+		p("Medians of %d runs (in the first rounds).\n\n", r.BaseRuns)
 		p("### Every run\n\n%s\n", spreadTable(r))
 		p("%s\n", analysisNotes)
 	}

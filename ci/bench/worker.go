@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
@@ -46,6 +47,12 @@ func workerMain(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" { // for analysis, never set by the benchmark
+		if f, err := os.Create(p); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
 	}
 	var out workerResult
 	switch args[0] {
