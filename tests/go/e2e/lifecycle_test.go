@@ -11,53 +11,21 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
-
-// persistentVolume gives the release a volume to claim. A cluster with a default StorageClass
-// needs nothing (set E2E_STORAGE_CLASS to use another); the local single-node cluster has no
-// provisioner, so the test makes a hostPath PersistentVolume on the node, which is this machine.
-func persistentVolume(t *testing.T, ns string) string {
-	t.Helper()
-	if sc := os.Getenv("E2E_STORAGE_CLASS"); sc != "" {
-		return sc
-	}
-	class := "e2e-manual-" + ns
-	dir := filepath.Join(os.TempDir(), "oras-cache-e2e-pv-"+ns)
-	// The registry runs as a non-root user in some images: let any uid write, as a provisioner would.
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o777)
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: class},
-		Spec: corev1.PersistentVolumeSpec{
-			StorageClassName:              class,
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("5Gi")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir}},
-		},
-	}
-	if _, err := client.CoreV1().PersistentVolumes().Create(context.Background(), pv, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = client.CoreV1().PersistentVolumes().Delete(context.Background(), class, metav1.DeleteOptions{})
-		_ = os.RemoveAll(dir)
-	})
-	return class
-}
 
 // TestLifecycle covers the registry restart during a push (with persistence), helm test,
 // helm upgrade and helm uninstall.
 func TestLifecycle(t *testing.T) {
 	ns := newNamespace(t, "e2e-life")
-	class := persistentVolume(t, ns)
-	values := []string{"--set", "registry.persistence.enabled=true", "--set", "registry.persistence.storageClass=" + class,
+	// The claim uses the cluster's default StorageClass (the local cluster has one, `local`);
+	// E2E_STORAGE_CLASS picks another.
+	values := []string{"--set", "registry.persistence.enabled=true", "--set", "registry.persistence.size=2Gi",
 		"--set", "registry.persistence.keepOnUninstall=true"}
+	if sc := os.Getenv("E2E_STORAGE_CLASS"); sc != "" {
+		values = append(values, "--set", "registry.persistence.storageClass="+sc)
+	}
 	helmInstall(t, ns, values...)
 	reg := portForwardRegistry(t, ns)
 
@@ -163,8 +131,13 @@ func TestLifecycle(t *testing.T) {
 		if l, _ := client.CoreV1().ConfigMaps(ns).List(ctx, sel); len(l.Items) > 0 {
 			leftovers = append(leftovers, "configmaps")
 		}
-		if l, _ := client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, sel); len(l.Items) > 0 {
-			leftovers = append(leftovers, "mutatingwebhookconfigurations")
+		// Cluster-scoped: other namespaces may hold releases of the same name.
+		if l, _ := client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, sel); l != nil {
+			for _, w := range l.Items {
+				if strings.HasPrefix(w.Name, ns+"-") {
+					leftovers = append(leftovers, "mutatingwebhookconfiguration "+w.Name)
+				}
+			}
 		}
 		if len(leftovers) > 0 {
 			t.Fatalf("helm uninstall left %v behind", leftovers)
