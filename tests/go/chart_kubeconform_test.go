@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -147,13 +148,7 @@ func chWriteKubeconformSchemas(t *testing.T, swagger, dir string) {
 }
 
 func TestChartKubeconformStrict(t *testing.T) {
-	bin, err := exec.LookPath("kubeconform")
-	if err != nil {
-		if _, e := os.Stat("../../.work/bin/kubeconform"); e != nil {
-			t.Skip("kubeconform not installed (make tools)")
-		}
-		bin, _ = filepath.Abs("../../.work/bin/kubeconform")
-	}
+	bin := registrytest.Binary(t, "kubeconform") // fails with the fix (make tools) when missing
 	version := chKubernetesVersion(t)
 	dir := t.TempDir()
 	chWriteKubeconformSchemas(t, chKubernetesSwagger(t, version), dir)

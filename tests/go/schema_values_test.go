@@ -6,7 +6,6 @@ package tests
 
 import (
 	"bytes"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/converged-computing/oras-cache/schema"
+	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
 func TestSchemaNotStale(t *testing.T) {
@@ -131,14 +131,7 @@ func TestSchemaTypoFailsTemplateNamingTheKey(t *testing.T) {
 	}
 
 	// and through the helm binary, as a user would type it
-	helm, err := exec.LookPath("helm")
-	if err != nil {
-		if _, e := os.Stat("../../.work/bin/helm"); e == nil {
-			helm = "../../.work/bin/helm"
-		} else {
-			t.Skip("helm binary not installed (make tools)")
-		}
-	}
+	helm := registrytest.Binary(t, "helm") // fails with the fix (make tools) when missing
 	out, err := exec.Command(helm, "template", "r", chartDir, "--set", "registy.image=x").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "additional properties 'registy' not allowed")
