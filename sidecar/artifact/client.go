@@ -160,6 +160,13 @@ func Retryable(err error) bool {
 	if err == nil {
 		return false
 	}
+	// A connection's own dial or read timeout also matches context.DeadlineExceeded (net's
+	// timeout error says so), yet another attempt may well succeed — a registry pod being
+	// replaced drops SYNs for a while. The overall deadline is the retry loop's ctx, not this.
+	var connTimeout *net.OpError
+	if errors.As(err, &connTimeout) && connTimeout.Timeout() {
+		return true
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,6 +158,16 @@ func TestRetryable(t *testing.T) {
 	}
 	if !Retryable(errors.New("dial tcp 127.0.0.1:1: connect: connection refused")) {
 		t.Fatal("connection refused must be retried")
+	}
+	// A dial that times out (seen in the e2e while the registry pod was replaced) is wrapped
+	// like a request error and also matches context.DeadlineExceeded: still worth a retry.
+	_, dialErr := net.DialTimeout("tcp", "127.0.0.1:9", time.Nanosecond)
+	if dialErr == nil {
+		t.Fatal("a 1ns dial succeeded")
+	}
+	reqErr := &url.Error{Op: "Head", URL: "http://127.0.0.1:9/v2/", Err: dialErr}
+	if !errors.Is(reqErr, context.DeadlineExceeded) || !Retryable(reqErr) {
+		t.Fatalf("a dial timeout must be retried: %v", reqErr)
 	}
 }
 
