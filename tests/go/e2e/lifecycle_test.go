@@ -68,6 +68,10 @@ func TestLifecycle(t *testing.T) {
 		}
 		msg := pushMessage(t, ns, pod)
 		t.Logf("pushed after restart: %+v", msg)
+		// The scenario proves something only if the restart did interrupt the push.
+		if logs := mustRun(t, "kubectl", "-n", ns, "logs", pod, "-c", "oras-cache-push"); !strings.Contains(logs, `"msg":"retrying"`) {
+			t.Fatal("the push never retried: the registry restart did not interrupt it")
+		}
 		mustRun(t, "kubectl", "-n", ns, "rollout", "status", "deployment/"+release+"-registry", "--timeout=120s")
 		reg.stop()
 		reg = portForwardRegistry(t, ns)
