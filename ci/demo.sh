@@ -57,11 +57,13 @@ trap 'kill $pf 2>/dev/null || true' EXIT
 user=$(kubectl -n "$NS" get secret "$RELEASE-auth" -o jsonpath='{.data.username}' | base64 -d)
 pass=$(kubectl -n "$NS" get secret "$RELEASE-auth" -o jsonpath='{.data.password}' | base64 -d)
 rm -rf demo-output && mkdir -p demo-output
+# The port-forward needs a moment to listen: retry, then show the last attempt.
 for i in $(seq 1 30); do
-  oras pull --plain-http -u "$user" -p "$pass" "127.0.0.1:$port/dag/report:v1" -o demo-output >/dev/null 2>&1 && break
+  if printf '%s' "$pass" | oras pull --plain-http -u "$user" --password-stdin "127.0.0.1:$port/dag/report:v1" -o demo-output >.work/demo-pull.log 2>&1; then break; fi
   sleep 1
 done
-oras pull --plain-http -u "$user" -p "$pass" "127.0.0.1:$port/dag/report:v1" -o demo-output
+cat .work/demo-pull.log
+[[ -f demo-output/report.txt ]] || { echo "oras pull failed"; exit 1; }
 echo "--- demo-output/report.txt"; cat demo-output/report.txt
 
 step "7/7 done in $((SECONDS - t_start))s"
