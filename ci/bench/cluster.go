@@ -22,6 +22,7 @@ type clusterCase struct {
 
 type clusterResult struct {
 	Skipped string        `json:"skipped,omitempty"`
+	Failed  string        `json:"failed,omitempty"` // a run that broke off (cases measured so far are kept)
 	Cases   []clusterCase `json:"cases,omitempty"`
 }
 
