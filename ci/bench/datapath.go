@@ -269,37 +269,48 @@ func (b *dataBench) runDataset(round int, key string, d *dataset, warm bool) {
 		return round >= 1 && round <= b.slowRuns
 	}
 
-	// push: ours, then the oras CLI (new repositories, so the registry has nothing)
-	s := b.get("push "+key, key, "push", "ours", d.Bytes)
-	smp, out, err := b.run(d.Dir, []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title})
-	if err == nil {
-		smp.BlobUp = blobUp(out)
+	// A B A B …, alternating which tool goes first from one round to the next (A B, B A, …) so
+	// that neither always runs right after the cleanup of the previous round.
+	order := []string{"ours", "oras"}
+	if !warm && round%2 == 0 {
+		order = []string{"oras", "ours"}
 	}
-	ourPushed := b.record(s, smp, err, warm)
-	if orasOK("push") {
-		s = b.get("push "+key, key, "push", "oras", d.Bytes)
-		smp, _, err = b.run(d.Dir, []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title})
-		b.record(s, smp, err, warm)
+	pushArgv := func(tool string) []string {
+		if tool == "ours" {
+			return []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title}
+		}
+		return []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title}
 	}
-
+	pushAll := func(caseName, key, op string) bool {
+		ourOK := false
+		for _, tool := range order {
+			if tool == "oras" && !orasOK(op) {
+				continue
+			}
+			s := b.get(caseName, key, op, tool, d.Bytes)
+			smp, out, err := b.run(d.Dir, pushArgv(tool))
+			if tool == "ours" && err == nil {
+				smp.BlobUp = blobUp(out)
+			}
+			if ok := b.record(s, smp, err, warm); tool == "ours" {
+				ourOK = ok
+			}
+		}
+		return ourOK
+	}
+	// push into new repositories, so the registry has nothing
+	ourPushed := pushAll("push "+key, key, "push")
 	// (e): re-push of unchanged (b) to the same reference that already holds it
 	if key == "b" && b.data["e"] != nil {
-		s = b.get("re-push b (e)", "e", "repush", "ours", d.Bytes)
-		smp, out, err = b.run(d.Dir, []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title})
-		if err == nil {
-			smp.BlobUp = blobUp(out)
-		}
-		b.record(s, smp, err, warm)
-		if orasOK("repush") {
-			s = b.get("re-push b (e)", "e", "repush", "oras", d.Bytes)
-			smp, _, err = b.run(d.Dir, []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title})
-			b.record(s, smp, err, warm)
-		}
+		pushAll("re-push b (e)", "e", "repush")
 	}
+	var s *series
+	var smp sample
+	var err error
 
 	// pull: both tools pull the artifact our push wrote (the format the cache holds)
 	if ourPushed {
-		for _, tool := range []string{"ours", "oras"} {
+		for _, tool := range order {
 			dest := filepath.Join(b.tmp, "pull-"+tool)
 			_ = os.RemoveAll(dest)
 			var argv []string

@@ -282,7 +282,7 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 
 	if len(r.Series) > 0 {
 		p("## 1. Data path vs the `oras` CLI\n\n")
-		p("Median of %d measured rounds, interleaved: each round runs every case, ours then the oras CLI (A B A B …). ", r.Runs)
+		p("Median of %d measured rounds, interleaved: each round runs every case with both tools back to back, ours first in odd rounds and the oras CLI first in even rounds (A B, B A, …). ", r.Runs)
 		p("Warm-up (not counted): every dataset is read once (page cache) and each tool pushes and pulls (a) once. ")
 		p("the oras CLI's three slowest cases — its pushes of (b) and (c) and the re-push (e), ~30 s each — get %d runs ", r.SlowRuns)
 		p("(the page cache is already warm from the other runs) so that `make bench` stays under 15 minutes. ")
