@@ -25,6 +25,7 @@ type results struct {
 	Started     time.Time         `json:"started"`
 	Finished    time.Time         `json:"finished"`
 	TotalSecs   float64           `json:"totalSecs"` // of `make bench` when -t0 is given, else of this program
+	ClusterSecs float64           `json:"clusterSecs"`
 	Scale       float64           `json:"scale"`
 	Runs        int               `json:"runs"`
 	SlowRuns    int               `json:"slowRuns"`
@@ -119,8 +120,10 @@ func run() int {
 		}
 	}
 	if has("cluster") {
+		ct := time.Now()
 		cr := runCluster(repo, *work, logf)
 		r.Cluster = &cr
+		r.ClusterSecs = time.Since(ct).Seconds()
 	}
 	stopLoad()
 	r.LoadAfter = loadavg()
