@@ -216,7 +216,7 @@ func runData(r *results, repo, work, only string, logf func(string, ...any)) err
 	r.Commands["oras push"] = "(cd .work/bench/data/<k> && oras push --plain-http 127.0.0.1:<proxy>/bench/oras-<k>-r<round>:v1 <title>)"
 	r.Commands["ours pull"] = "bench worker pull -registry 127.0.0.1:<proxy> -ref bench/ours-<k>-r<round>:v1 .work/bench/tmp/pull-ours"
 	r.Commands["oras pull"] = "oras pull --plain-http -o .work/bench/tmp/pull-oras 127.0.0.1:<proxy>/bench/ours-<k>-r<round>:v1"
-	r.Commands["re-push (e)"] = "the same push commands again with tag `:again` into the repository that the same tool pushed (b) to in that round"
+	r.Commands["re-push (e)"] = "the same push command of (b) again, right after it, to the same reference (repository and tag) — the registry already has everything"
 	r.Commands["tar"] = "(cd .work/bench/data/<k> && tar -cf .work/bench/tmp/baseline.tar <title>)"
 	r.Commands["cp"] = "(cd .work/bench/data/<k> && cp -r <title> .work/bench/tmp/baseline-cp)"
 	return err

@@ -300,7 +300,7 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 		for _, d := range r.Datasets {
 			p("- (%s) `%s`: %s — %d files, %s\n", d.Key, d.Title, d.Desc, d.Files, human(d.Bytes))
 		}
-		p("- (e) re-push of unchanged (b) into the repository that already holds it (new tag)\n\n")
+		p("- (e) re-push of unchanged (b) to the reference that already holds it\n\n")
 		p("### Physical baseline (same data, same disk)\n\n%s\n", baselineTable(r))
 		p("`tar -cf` writes the uncompressed archive to `.work/bench/tmp` (the disk the registry stores on); `cp -r` copies the tree there. ")
 		p("Medians of %d runs (in the first rounds).\n\n", r.BaseRuns)

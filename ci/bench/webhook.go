@@ -28,7 +28,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -101,8 +100,7 @@ type webhookLoad struct {
 	Error     string       `json:"error,omitempty"`
 }
 
-func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, logf func(string, ...any)) webhookLoad {
-	var wl webhookLoad
+func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, logf func(string, ...any)) (wl webhookLoad) {
 	dir := filepath.Join(work, "webhook")
 	_ = os.RemoveAll(dir)
 	certDir := filepath.Join(dir, "tls")
@@ -189,11 +187,18 @@ server:
 		return wl
 	}
 	defer func() {
+		// VmHWM: the peak RSS of the server's own memory (Go's rusage of a child it started
+		// also counts this process's RSS, see datapath.go)
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid)); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmHWM:" {
+					kb, _ := strconv.ParseFloat(f[1], 64)
+					wl.ServerRSS = kb / 1024
+				}
+			}
+		}
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			wl.ServerRSS = float64(ru.Maxrss) / 1024
-		}
 	}()
 	ready := false
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
