@@ -384,7 +384,7 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 	p("behind a byte-counting TCP proxy in the bench process (splice, so it costs little CPU); both tools talk to the proxy with plain HTTP. ")
 	p("Every push goes to a new repository (`bench/<tool>-<dataset>-r<round>`), so no push finds its blob in the registry except the re-push (e).\n")
 	p("- `HOME`, `DOCKER_CONFIG` and `TMPDIR` of every measured process point into `.work/bench` (no credential store; temporary files on the same disk).\n")
-	p("- page cache: warm (the datasets are read once per round by each tool; there is no portable way to drop caches without root). A `sync` (untimed) ends every round.\n\n")
+	p("- page cache: warm (the datasets are read once per round by each tool; there is no portable way to drop caches without root). Outputs of a round are moved aside and deleted at its end, and a `sync` runs before each dataset's runs (both untimed), so deletions and write-back of earlier runs disturb later ones less.\n\n")
 
 	p("## Machine and versions\n\n| | |\n|---|---|\n")
 	for _, k := range []string{"cpu", "cores", "memory", "disk", "kernel", "go", "oras", "registry", "tar", "cp", "commit"} {
