@@ -4,6 +4,8 @@ export PATH := $(CURDIR)/.work/bin:/usr/local/go/bin:$(PATH)
 export HELM_PLUGINS := $(CURDIR)/.work/helm-plugins
 export GOFLAGS ?= -buildvcs=false
 CHART := charts/oras-cache
+# Tests start real registry processes and children: run them every time (GOTESTFLAGS= to use Go's cache).
+GOTESTFLAGS ?= -count=1
 
 .DEFAULT_GOAL := help
 
@@ -26,7 +28,7 @@ lint: ## gofmt, go vet, helm lint --strict (default and every example values fil
 	@for f in $(CHART)/ci/*-values.yaml; do [ -e "$$f" ] || continue; echo "helm lint --strict -f $$f"; helm lint --strict $(CHART) -f "$$f" >/dev/null || exit 1; done
 
 test-unit: ## Go unit tests next to the code and Go tests under tests/go (rendering, schema, golden)
-	go test ./...
+	go test $(GOTESTFLAGS) ./...
 
 test-helm: ## helm-unittest suites in tests/helm
 	helm unittest -f '../../tests/helm/*_test.yaml' $(CHART)
