@@ -24,6 +24,8 @@ fi
 
 step "4/7 helm install $RELEASE charts/oras-cache -n $NS"
 kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# Pod Security "restricted": the API server checks the chart's pods and every mutated pod.
+kubectl label namespace "$NS" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
 helm upgrade --install "$RELEASE" charts/oras-cache -n "$NS" --wait --timeout 5m \
   -f charts/oras-cache/ci/e2e-local-values.yaml
 kubectl -n "$NS" get pods -o wide

@@ -102,12 +102,17 @@ func randSuffix() string {
 }
 
 // newNamespace creates a namespace that is deleted when the test ends (unless it failed and
-// E2E_KEEP is set, to look around).
-func newNamespace(t testing.TB, base string) string {
+// E2E_KEEP is set, to look around). A restricted namespace enforces Pod Security "restricted",
+// so the API server itself checks the chart's pods and every mutated pod against it.
+func newNamespace(t testing.TB, base string, restricted bool) string {
 	t.Helper()
 	name := base + "-" + randSuffix()
 	ctx := context.Background()
-	_, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if restricted {
+		ns.Labels = map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}
+	}
+	_, err := client.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +142,19 @@ func helmInstall(t testing.TB, ns string, extra ...string) {
 	})
 }
 
-// job builds a one-container Job whose pod carries the given oras-cache annotations.
+// appSecurity is a Pod Security "restricted" context with a user of its own (1000): the app
+// runs as another uid than the injected containers (65532), as in real clusters.
+func appSecurity() *corev1.SecurityContext {
+	yes, no, uid := true, false, int64(1000)
+	return &corev1.SecurityContext{
+		RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid, AllowPrivilegeEscalation: &no,
+		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// job builds a one-container Job whose pod carries the given oras-cache annotations; its app
+// runs as a non-root user under a restricted security context.
 func job(name, image string, command []string, ann map[string]string) *batchv1.Job {
 	annotations := map[string]string{prefix + "oras-cache": release}
 	for k, v := range ann {
@@ -154,6 +171,7 @@ func job(name, image string, command []string, ann map[string]string) *batchv1.J
 					RestartPolicy: corev1.RestartPolicyNever,
 					Containers: []corev1.Container{{
 						Name: "app", Image: image, ImagePullPolicy: corev1.PullIfNotPresent, Command: command,
+						SecurityContext: appSecurity(),
 					}},
 				},
 			},

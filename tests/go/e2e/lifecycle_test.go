@@ -18,7 +18,7 @@ import (
 // TestLifecycle covers the registry restart during a push (with persistence), helm test,
 // helm upgrade and helm uninstall.
 func TestLifecycle(t *testing.T) {
-	ns := newNamespace(t, "e2e-life")
+	ns := newNamespace(t, "e2e-life", true)
 	// The claim uses the cluster's default StorageClass (the local cluster has one, `local`);
 	// E2E_STORAGE_CLASS picks another.
 	values := []string{"--set", "registry.persistence.enabled=true", "--set", "registry.persistence.size=2Gi",

@@ -21,7 +21,7 @@ import (
 // TestWorkflow installs the chart once with default values (auth on) and runs the user-facing
 // scenarios of issue 5 against it, in order.
 func TestWorkflow(t *testing.T) {
-	ns := newNamespace(t, "e2e-wf")
+	ns := newNamespace(t, "e2e-wf", true)
 	// The cache itself serves the shell-less test image for the ENTRYPOINT lookup (plain HTTP).
 	cacheHost := fmt.Sprintf("%s-registry.%s.svc.cluster.local:5000", release, ns)
 	helmInstall(t, ns, "--set", "entrypointLookup.plainHTTPRegistries={"+cacheHost+"}")
@@ -182,14 +182,13 @@ func TestWorkflow(t *testing.T) {
 			t.Fatal("indexed job failed")
 		}
 		gather := job("gather", busybox,
-			[]string{"sh", "-c", "cat part-0.txt part-1.txt part-2.txt > all.txt"},
+			[]string{"sh", "-c", "cd /tmp/gather && cat part-0.txt part-1.txt part-2.txt > all.txt"},
 			map[string]string{
 				"input-uri":   "parts:part-0,parts:part-1,parts:part-2",
 				"input-path":  "/tmp/gather",
 				"output-uri":  "parts:all",
 				"output-path": "/tmp/gather/all.txt",
 			})
-		gather.Spec.Template.Spec.Containers[0].WorkingDir = "/tmp/gather"
 		createJob(t, ns, gather)
 		if !waitJob(t, ns, "gather", 3*time.Minute) {
 			t.Fatal("gather job failed")
@@ -213,6 +212,12 @@ spec:
     - name: app
       image: %[3]s
       command: ["true"]
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 1000
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
+        seccompProfile: {type: RuntimeDefault}
 `, prefix, release, busybox)
 		f := filepath.Join(t.TempDir(), "typo.yaml")
 		if err := os.WriteFile(f, []byte(pod), 0o600); err != nil {
@@ -234,7 +239,8 @@ spec:
 		plain := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "plain"},
 			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{
-				Name: "app", Image: busybox, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"true"}}}},
+				Name: "app", Image: busybox, ImagePullPolicy: corev1.PullIfNotPresent, Command: []string{"true"},
+				SecurityContext: appSecurity()}}},
 		}
 		created, err := client.CoreV1().Pods(ns).Create(ctx, plain.DeepCopy(), metav1.CreateOptions{})
 		if err != nil {
@@ -243,7 +249,7 @@ spec:
 		if len(created.Spec.Containers) != 1 || len(created.Spec.InitContainers) != 0 || len(created.Annotations) != 0 {
 			t.Fatalf("an unannotated pod was mutated: %+v", created.Spec)
 		}
-		other := newNamespace(t, "e2e-other")
+		other := newNamespace(t, "e2e-other", false)
 		annotated := plain.DeepCopy()
 		annotated.Name = "annotated"
 		annotated.Annotations = map[string]string{prefix + "oras-cache": release, prefix + "output-uri": "x:v1", prefix + "output-path": "/tmp/x"}
