@@ -34,7 +34,7 @@ func BenchmarkWebhookHandler(b *testing.B) {
 	}
 	req := whRawRequest(raw)
 	ctx := context.Background()
-	if resp := h.Handle(ctx, req); !resp.Allowed || len(resp.Patches) == 0 {
+	if resp := h.Handle(ctx, req); !resp.Allowed || len(resp.Patch) == 0 {
 		b.Fatalf("not patched: %+v", resp.Result)
 	}
 	b.ReportAllocs()

@@ -252,7 +252,7 @@ func TestDenyWebhookTable(t *testing.T) {
 					t.Errorf("want reason %s, got %+v %v", tc.reason, res, err)
 				}
 			}
-			if len(resp.Patches) > 0 || resp.PatchType != nil {
+			if len(resp.Patches) > 0 || len(resp.Patch) > 0 || resp.PatchType != nil {
 				t.Errorf("a denial carries a patch")
 			}
 		})

@@ -160,7 +160,7 @@ func TestWebhookImageConfigPullSecrets(t *testing.T) {
 	}
 	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
 	resp = h.Handle(ctx, whRequest(t, pod))
-	if !resp.Allowed || len(resp.Patches) == 0 {
+	if !resp.Allowed || len(resp.Patch) == 0 {
 		t.Fatalf("want a patch, got %+v", resp.Result)
 	}
 }

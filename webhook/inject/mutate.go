@@ -2,7 +2,6 @@ package inject
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -52,34 +51,16 @@ func (r *Result) Message() string {
 	return "oras-cache: " + strings.Join(parts, "; ")
 }
 
-// rawPod is the part of the incoming JSON whose presence decides between "add the list" and
-// "append to the list". Everything else in the pod is never read back or re-marshalled.
-type rawPod struct {
-	Spec struct {
-		Volumes        json.RawMessage `json:"volumes"`
-		InitContainers json.RawMessage `json:"initContainers"`
-		Containers     []struct {
-			Command      json.RawMessage `json:"command"`
-			Args         json.RawMessage `json:"args"`
-			VolumeMounts json.RawMessage `json:"volumeMounts"`
-		} `json:"containers"`
-	} `json:"spec"`
-}
-
-func present(r json.RawMessage) bool { return len(r) > 0 && string(r) != "null" }
+// present tells whether a list field was in the incoming JSON: decoding leaves a slice nil when
+// the field is absent or null and makes it non-nil (even empty) when the JSON has a list, which
+// is exactly what decides between "add the list" and "append to the list".
+func present[T any](list []T) bool { return list != nil }
 
 // Mutate decides what to do with the pod JSON raw, created in namespace.
 func (m *Mutator) Mutate(ctx context.Context, namespace string, raw []byte) (*Result, error) {
 	var pod corev1.Pod
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	var rp rawPod
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &rp); err != nil {
-		return nil, fmt.Errorf("decode pod: %w", err)
-	}
-	if len(rp.Spec.Containers) != len(pod.Spec.Containers) {
-		return nil, fmt.Errorf("decode pod: inconsistent containers")
 	}
 	spec, skip, denials := Parse(m.Config, &pod)
 	if skip != "" {
@@ -93,7 +74,7 @@ func (m *Mutator) Mutate(ctx context.Context, namespace string, raw []byte) (*Re
 	if denial != nil {
 		return &Result{Denials: []*Denial{denial}}, nil
 	}
-	return &Result{Spec: spec, Patch: m.patch(&pod, &rp, spec, command, args, setArgs)}, nil
+	return &Result{Spec: spec, Patch: m.patch(&pod, spec, command, args, setArgs)}, nil
 }
 
 // appCommand returns the argv the launcher runs (before the container's args) and, when the
@@ -161,14 +142,13 @@ func setOp(path string, exists bool, value any) Op {
 	return Op{Op: "add", Path: path, Value: value}
 }
 
-func (m *Mutator) patch(pod *corev1.Pod, rp *rawPod, spec *Spec, command, imageArgs []string, setArgs bool) []Op {
+func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string, setArgs bool) []Op {
 	i := spec.ContainerIndex
 	app := &pod.Spec.Containers[i]
-	rc := rp.Spec.Containers[i]
 	cpath := fmt.Sprintf("/spec/containers/%d", i)
 	mount := corev1.VolumeMount{Name: VolumeName, MountPath: MountPath}
 
-	ops := []Op{appendOp("/spec/volumes", present(rp.Spec.Volumes), corev1.Volume{
+	ops := []Op{appendOp("/spec/volumes", present(pod.Spec.Volumes), corev1.Volume{
 		Name:         VolumeName,
 		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	})}
@@ -188,7 +168,7 @@ func (m *Mutator) patch(pod *corev1.Pod, rp *rawPod, spec *Spec, command, imageA
 	}
 	initC := m.container(InitContainerName, spec, app, initArgs, inVars)
 	initC.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
-	ops = append(ops, appendOp("/spec/initContainers", present(rp.Spec.InitContainers), initC))
+	ops = append(ops, appendOp("/spec/initContainers", present(pod.Spec.InitContainers), initC))
 
 	// app container: the launcher runs the original argv
 	launch := []string{LauncherPath, "launch", "--share", MountPath}
@@ -206,11 +186,11 @@ func (m *Mutator) patch(pod *corev1.Pod, rp *rawPod, spec *Spec, command, imageA
 	}
 	launch = append(launch, "--")
 	launch = append(launch, command...)
-	ops = append(ops, setOp(cpath+"/command", present(rc.Command), launch))
+	ops = append(ops, setOp(cpath+"/command", present(app.Command), launch))
 	if setArgs {
-		ops = append(ops, setOp(cpath+"/args", present(rc.Args), imageArgs))
+		ops = append(ops, setOp(cpath+"/args", present(app.Args), imageArgs))
 	}
-	ops = append(ops, appendOp(cpath+"/volumeMounts", present(rc.VolumeMounts), mount))
+	ops = append(ops, appendOp(cpath+"/volumeMounts", present(app.VolumeMounts), mount))
 
 	// push sidecar
 	if spec.Output != nil {

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +17,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -117,11 +117,17 @@ func (h *Handler) handle(ctx context.Context, req admission.Request) (admission.
 		}
 		return admission.Denied(res.Message()), "denied", reasons
 	}
-	ops := make([]jsonpatch.JsonPatchOperation, len(res.Patch))
-	for i, op := range res.Patch {
-		ops[i] = jsonpatch.JsonPatchOperation{Operation: op.Op, Path: op.Path, Value: op.Value}
+	// Encode the patch once, ourselves: handing controller-runtime jsonpatch operations makes it
+	// marshal each value, then marshal and compact the list again (a third of the request's time).
+	patch, err := json.Marshal(res.Patch)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), "error", nil
 	}
-	return admission.Patched("", ops...), "injected", nil
+	resp := admission.Allowed("")
+	resp.Patch = patch
+	pt := admissionv1.PatchTypeJSONPatch
+	resp.PatchType = &pt
+	return resp, "injected", nil
 }
 
 // Options of Run beyond the configuration file.
