@@ -18,6 +18,7 @@ type clusterCase struct {
 	InjectSecs  float64 `json:"injectSecs"`
 	TransferSec float64 `json:"transferSecs"`
 	Note        string  `json:"note,omitempty"`
+	Breakdown   string  `json:"breakdown,omitempty"` // when each container of the injected pod ran
 }
 
 type clusterResult struct {

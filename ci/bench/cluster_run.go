@@ -199,9 +199,52 @@ func runClusterCases(repo, work, kubeconfig string, logf func(string, ...any)) c
 		if err != nil {
 			c.Note = err.Error()
 		}
+		c.Breakdown = k.breakdown("inject-" + tag)
 		c.PlainSecs, c.InjectSecs, c.TransferSec = plain, inj, tr
-		logf("cluster: %s: plain %.1fs, injected %.1fs, transfer %.1fs → overhead %.1fs %s", sz.name, plain, inj, tr, inj-plain-tr, c.Note)
+		logf("cluster: %s: plain %.1fs, injected %.1fs, transfer %.1fs → overhead %.1fs %s [%s]", sz.name, plain, inj, tr, inj-plain-tr, c.Note, c.Breakdown)
 		res.Cases = append(res.Cases, c)
 	}
 	return res
+}
+
+// breakdown lists when each container of the Job's pod ran, in seconds after the pod's creation
+// (the API's timestamps have a resolution of one second).
+func (k *kube) breakdown(job string) string {
+	out, err := k.run(nil, "kubectl", "-n", benchNS, "get", "pods", "-l", "job-name="+job, "-o", "json")
+	if err != nil {
+		return ""
+	}
+	var pl struct {
+		Items []struct {
+			Metadata struct {
+				CreationTimestamp time.Time `json:"creationTimestamp"`
+			} `json:"metadata"`
+			Status struct {
+				Init       []ctrStatus `json:"initContainerStatuses"`
+				Containers []ctrStatus `json:"containerStatuses"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if json.Unmarshal([]byte(out), &pl) != nil || len(pl.Items) == 0 {
+		return ""
+	}
+	p := pl.Items[0]
+	t0 := p.Metadata.CreationTimestamp
+	var parts []string
+	for _, c := range append(p.Status.Init, p.Status.Containers...) {
+		if t := c.State.Terminated; t != nil {
+			parts = append(parts, fmt.Sprintf("%s %.0f→%.0f s", c.Name, t.StartedAt.Sub(t0).Seconds(), t.FinishedAt.Sub(t0).Seconds()))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+type ctrStatus struct {
+	Name  string `json:"name"`
+	State struct {
+		Terminated *struct {
+			StartedAt  time.Time `json:"startedAt"`
+			FinishedAt time.Time `json:"finishedAt"`
+		} `json:"terminated"`
+	} `json:"state"`
 }

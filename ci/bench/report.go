@@ -367,6 +367,12 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 			}
 			p("| %s | %.1f | %.1f | %.1f | %.1f |\n", x.Name, x.PlainSecs, x.InjectSecs, x.TransferSec, x.InjectSecs-x.PlainSecs-x.TransferSec)
 		}
+		p("\nWhen the containers of the injected pods ran (seconds after the pod was created; 1 s resolution):\n\n")
+		for _, x := range c.Cases {
+			if x.Breakdown != "" {
+				p("- %s: %s\n", x.Name, x.Breakdown)
+			}
+		}
 		p("\n%s\n\n", clusterNotes)
 	}
 
