@@ -53,3 +53,10 @@ func runCluster(repo, work string, logf func(string, ...any)) clusterResult {
 	}
 	return runClusterCases(repo, work, kc, logf)
 }
+
+// clusterExtra is the cluster part run again on its own.
+type clusterExtra struct {
+	Started time.Time     `json:"started"`
+	Load    string        `json:"load"`
+	Result  clusterResult `json:"result"`
+}

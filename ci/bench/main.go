@@ -35,6 +35,7 @@ type results struct {
 	Handler     *handlerBench     `json:"handler,omitempty"`
 	Load        *webhookLoad      `json:"load,omitempty"`
 	Cluster     *clusterResult    `json:"cluster,omitempty"`
+	ClusterMore []clusterExtra    `json:"clusterMore,omitempty"` // the cluster part run again alone (-merge-cluster)
 	Machine     map[string]string `json:"machine"`
 	LoadBefore  string            `json:"loadBefore"`
 	LoadAfter   string            `json:"loadAfter"`
@@ -64,6 +65,7 @@ func run() int {
 	loadRate := flag.String("webhook-rates", "500,2000", "request rates of the webhook load runs")
 	loadSecs := flag.Float64("webhook-secs", 10, "seconds of each webhook load run")
 	reportOnly := flag.Bool("report-only", false, "re-render the report from <work>/results.json")
+	mergeCluster := flag.String("merge-cluster", "", "with -report-only: add the cluster part of this results.json (a run of -parts cluster alone) to the report")
 	flag.Parse()
 	if abs, err := filepath.Abs(*work); err == nil {
 		*work = abs
@@ -82,6 +84,20 @@ func run() int {
 		if err != nil {
 			logf("report-only: %v", err)
 			return 1
+		}
+		if *mergeCluster != "" {
+			var o results
+			b, err := os.ReadFile(*mergeCluster)
+			if err == nil {
+				err = json.Unmarshal(b, &o)
+			}
+			if err != nil || o.Cluster == nil {
+				logf("merge-cluster: %v (or no cluster part in it)", err)
+				return 1
+			}
+			r.ClusterMore = append(r.ClusterMore, clusterExtra{Started: o.Started, Load: o.LoadBefore + " → " + o.LoadAfter, Result: *o.Cluster})
+			b, _ = json.MarshalIndent(&r, "", "  ")
+			_ = os.WriteFile(resPath, b, 0o644)
 		}
 		return writeReport(&r, *out, logf)
 	}

@@ -111,6 +111,13 @@ func (r *results) targets() []target {
 				worst = max(worst, x.InjectSecs-x.PlainSecs-x.TransferSec)
 			}
 			t.Got = fmt.Sprintf("%.1f s (worst of %d cases)", worst, len(c.Cases))
+			for _, m := range r.ClusterMore {
+				w := 0.0
+				for _, x := range m.Result.Cases {
+					w = max(w, x.InjectSecs-x.PlainSecs-x.TransferSec)
+				}
+				t.Got += fmt.Sprintf("; %.1f s when run alone at %s", w, m.Started.UTC().Format("15:04"))
+			}
 			if c.Failed != "" {
 				t.Got += "; the run broke off before the other cases"
 			}
@@ -357,21 +364,10 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 		p("Wall time from `kubectl create` of the Job to its `Complete` condition (`kubectl wait`), one run each; the app is `%s` (busybox) writing N random bytes to `/tmp/out`; ", busyboxImage)
 		p("with annotations it also gets the N-byte input (pushed beforehand by a Job of its own) in `/tmp/in` and pushes `/tmp/out`. ")
 		p("Transfer = what the sidecar reports: the init container's pull `durationMs` plus the push sidecar's termination-message `durationMs`. Overhead = with − without − transfer.\n\n")
-		if c.Failed != "" {
-			p("**The run broke off**: %s\n\n", strings.ReplaceAll(c.Failed, "\n", " "))
-		}
-		p("| case | without annotations s | with annotations s | transfer s | overhead s |\n|---|--:|--:|--:|--:|\n")
-		for _, x := range c.Cases {
-			if x.Note != "" {
-				x.Name += " (" + x.Note + ")"
-			}
-			p("| %s | %.1f | %.1f | %.1f | %.1f |\n", x.Name, x.PlainSecs, x.InjectSecs, x.TransferSec, x.InjectSecs-x.PlainSecs-x.TransferSec)
-		}
-		p("\nWhen the containers of the injected pods ran (seconds after the pod was created; 1 s resolution):\n\n")
-		for _, x := range c.Cases {
-			if x.Breakdown != "" {
-				p("- %s: %s\n", x.Name, x.Breakdown)
-			}
+		clusterTable(&b, c)
+		for _, m := range r.ClusterMore {
+			p("The same part run again on its own at %s UTC (load %s), after the full run — the full run's cluster part starts right after gigabytes of data-path writes, and other sessions used the cluster at the time:\n\n", m.Started.UTC().Format("15:04"), m.Load)
+			clusterTable(&b, &m.Result)
 		}
 		p("\n%s\n\n", clusterNotes)
 	}
@@ -416,4 +412,29 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 	}
 	logf("wrote %s", out)
 	return 0
+}
+
+func clusterTable(b *strings.Builder, c *clusterResult) {
+	p := func(f string, a ...any) { fmt.Fprintf(b, f, a...) }
+	if c.Failed != "" {
+		p("**The run broke off**: %s\n\n", strings.ReplaceAll(c.Failed, "\n", " "))
+	}
+	p("| case | without annotations s | with annotations s | transfer s | overhead s |\n|---|--:|--:|--:|--:|\n")
+	for _, x := range c.Cases {
+		name := x.Name
+		if x.Note != "" {
+			name += " (" + x.Note + ")"
+		}
+		p("| %s | %.1f | %.1f | %.1f | %.1f |\n", name, x.PlainSecs, x.InjectSecs, x.TransferSec, x.InjectSecs-x.PlainSecs-x.TransferSec)
+	}
+	var bd []string
+	for _, x := range c.Cases {
+		if x.Breakdown != "" {
+			bd = append(bd, fmt.Sprintf("- %s: %s", x.Name, x.Breakdown))
+		}
+	}
+	if len(bd) > 0 {
+		p("\nWhen the containers of the injected pods ran (seconds after the pod was created; 1 s resolution):\n\n%s\n", strings.Join(bd, "\n"))
+	}
+	p("\n")
 }
