@@ -71,10 +71,11 @@ var missNotes = map[string]string{
 		"the data that the sidecar's own transfer time does not include, so the overhead grows with the data " +
 		"— then the push sidecar (which polls for the done marker every 100 ms) packs and uploads (counted), " +
 		"and the Job completes only after the sidecar container has exited (~1–2 s for the kubelet and the Job " +
-		"controller to notice). Two more container starts add well under a second each. In the full run the " +
-		"same 1 GiB case took 20 s longer: the cluster part starts right after the data-path benchmark has " +
-		"written gigabytes (write-back still running) and another session was using the cluster. What would " +
-		"close it: place inputs by rename or hard link when `input-path` is on the shared volume (or mount the " +
+		"controller to notice). Two more container starts add well under a second each. An earlier full run " +
+		"(20:01 UTC) measured 23 s of overhead for the same 1 GiB case (3 s when this part was re-run alone " +
+		"right after): its cluster part started while gigabytes of data-path writes were still being written " +
+		"back and another session was using the cluster, so this part is sensitive to the node's disk. What " +
+		"would close it: place inputs by rename or hard link when `input-path` is on the shared volume (or mount the " +
 		"volume's `inputs/` at `input-path`), let the push sidecar read the output where the app wrote it when " +
 		"that is on the shared volume, and run the cluster part on a quiet node.",
 	"total": "the oras CLI's directory pushes take ~30 s each; fewer measured runs of them (`-slow-runs`) or " +
