@@ -299,7 +299,7 @@ func writeReport(r *results, out string, logf func(string, ...any)) int {
 		p("Warm-up (not counted): every dataset is read once (page cache) and each tool pushes and pulls (a) once. ")
 		p("The oras CLI's three slowest cases — its pushes of (b) and (c) and the re-push (e), ~30 s each — get %d runs ", r.SlowRuns)
 		p("(the page cache is already warm from the other runs) so that `make bench` stays under 15 minutes. ")
-		p("Time is wall time of the whole process (start to exit, as a user sees it); RSS is its peak (`getrusage` `ru_maxrss` of the child); ")
+		p("Time is wall time of the whole process (start to exit, as a user sees it); RSS is its peak, `ru_maxrss` as GNU `time -f %%M` reports it around each command (Go's own rusage of a child it starts would include the bench process's RSS: Go starts children with vfork); ")
 		p("uploaded is every byte the client sent to the registry through the counting proxy (HTTP headers included). ")
 		p("MB/s = dataset bytes (10⁶) per second. Both tools pull the artifact our data path pushed (the format the cache holds; `oras pull` reads it as its own).\n\n")
 		p("%s\n", dataTable(r))
