@@ -194,15 +194,15 @@ func runData(r *results, repo, work, only string, logf func(string, ...any)) err
 		return err
 	}
 	defer func() {
-		reg.Stop()
+		reg.Close()
 		_ = os.RemoveAll(reg.Root) // the blobs take several GiB
 	}()
-	proxy, err := startProxy(reg.Addr)
+	proxy, err := startProxy(reg.Host)
 	if err != nil {
 		return err
 	}
 	defer proxy.Close()
-	logf("registry %s (storage %s), counting proxy %s", reg.Addr, reg.Root, proxy.Addr)
+	logf("registry %s (storage %s), counting proxy %s", reg.Host, reg.Root, proxy.Addr)
 	b := &dataBench{work: work, self: self, oras: orasBin, proxy: proxy, data: byKey, runs: r.Runs, slowRuns: r.SlowRuns,
 		baseRuns: r.BaseRuns, series: map[string]*series{}, logf: logf,
 		tmp: filepath.Join(work, "tmp"), home: filepath.Join(work, "home")}

@@ -5,86 +5,26 @@ package main
 // upload are counted the same way (client→registry TCP payload: HTTP headers and bodies).
 
 import (
-	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
-type registryProc struct {
-	Addr string // the registry itself
-	Root string
-	cmd  *exec.Cmd
-	log  *os.File
-}
-
-func startRegistry(bin, dir string) (*registryProc, error) {
-	root := filepath.Join(dir, "storage")
-	if err := os.RemoveAll(root); err != nil {
+// startRegistry runs the registry on loopback with fresh filesystem storage under dir, the same
+// way the tests do (tests/go/registrytest).
+func startRegistry(bin, dir string) (*registrytest.Registry, error) {
+	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	cfgPath := filepath.Join(dir, "config.yml")
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  secret: bench-secret
-`, root, addr)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	lf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	r := &registryProc{Addr: addr, Root: root, cmd: cmd, log: lf}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return r, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	r.Stop()
-	return nil, fmt.Errorf("registry on %s did not answer within 20s (log: %s)", addr, lf.Name())
-}
-
-func (r *registryProc) Stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_, _ = r.cmd.Process.Wait()
-		r.cmd = nil
-	}
-	r.log.Close()
+	return registrytest.Launch(bin, dir, registrytest.Options{})
 }
 
 func freeAddr() (string, error) {

@@ -25,9 +25,9 @@ type Registry struct {
 	Password string
 	Root     string // storage directory
 	cmd      *exec.Cmd
+	bin      string
 	config   string
 	logFile  *os.File
-	port     int
 }
 
 // Options select auth.
@@ -53,23 +53,36 @@ func Binary(t testing.TB, name string) string {
 // Start runs a registry on a free loopback port and stops it when the test ends.
 func Start(t testing.TB, opts Options) *Registry {
 	t.Helper()
-	dir := t.TempDir()
-	r := &Registry{Root: filepath.Join(dir, "data")}
+	r, err := Launch(Binary(t, "registry"), t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// Launch runs the registry binary bin on a free loopback port with its storage, config and log
+// under dir. Tests use Start; the benchmarks (ci/bench) call Launch directly.
+func Launch(bin, dir string, opts Options) (*Registry, error) {
+	r := &Registry{Root: filepath.Join(dir, "data"), bin: bin}
 	auth := ""
 	if opts.Auth {
 		r.Username, r.Password = "oras", "test-password"
 		hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcrypt.MinCost)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		htpasswd := filepath.Join(dir, "htpasswd")
 		if err := os.WriteFile(htpasswd, []byte(r.Username+":"+string(hash)+"\n"), 0o600); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: test\n    path: %s\n", htpasswd)
 	}
-	r.port = freePort(t)
-	r.Host = fmt.Sprintf("127.0.0.1:%d", r.port)
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	r.Host = fmt.Sprintf("127.0.0.1:%d", port)
 	r.config = filepath.Join(dir, "config.yml")
 	cfg := fmt.Sprintf(`version: 0.1
 log:
@@ -86,36 +99,35 @@ http:
   secret: test-secret
 %s`, r.Root, r.Host, auth)
 	if err := os.WriteFile(r.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		t.Fatal(err)
+	if r.logFile, err = os.Create(filepath.Join(dir, "registry.log")); err != nil {
+		return nil, err
 	}
-	r.logFile = logFile
-	r.start(t)
-	t.Cleanup(func() { r.Stop(); logFile.Close() })
-	return r
+	if err := r.start(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
-func (r *Registry) start(t testing.TB) {
-	t.Helper()
-	r.cmd = exec.Command(Binary(t, "registry"), "serve", r.config)
+func (r *Registry) start() error {
+	r.cmd = exec.Command(r.bin, "serve", r.config)
 	r.cmd.Stdout, r.cmd.Stderr = r.logFile, r.logFile
 	if err := r.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + r.Host + "/v2/")
 		if err == nil {
 			resp.Body.Close()
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(r.logFile.Name())
-	t.Fatalf("registry on %s did not answer within 15s; log:\n%s", r.Host, log)
+	return fmt.Errorf("registry on %s did not answer within 15s; log:\n%s", r.Host, log)
 }
 
 // Stop kills the registry process (its data stays on disk).
@@ -131,15 +143,24 @@ func (r *Registry) Stop() {
 func (r *Registry) Restart(t testing.TB) {
 	t.Helper()
 	r.Stop()
-	r.start(t)
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	if err := r.start(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Close stops the registry and closes its log.
+func (r *Registry) Close() {
+	r.Stop()
+	if r.logFile != nil {
+		r.logFile.Close()
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
