@@ -145,13 +145,6 @@ func mark(m *bool) string {
 	return "**missed**"
 }
 
-func f2(x float64) string {
-	if x == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.2f", x)
-}
-
 func dataTable(r *results) string {
 	var b strings.Builder
 	b.WriteString("| case | data | ours s | oras s | ours / oras (time) | speedup (oras s / ours s) | ours MB/s | oras MB/s | ours RSS MiB (max) | oras RSS MiB (max) | uploaded ours | uploaded oras | runs ours / oras |\n")

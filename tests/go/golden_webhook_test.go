@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"sigs.k8s.io/yaml"
@@ -37,8 +36,6 @@ func whUpdate() bool {
 }
 
 const whRegistryPlaceholder = "REGISTRY_HOST"
-
-var whGreeterOnce sync.Once
 
 // whGreeterRegistry starts a registry holding tools/greeter:1.0 (ENTRYPOINT and CMD set).
 func whGreeterRegistry(t *testing.T) *registrytest.Registry {
