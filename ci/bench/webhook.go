@@ -131,36 +131,19 @@ func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, l
 		}
 	}
 	_, port, _ := net.SplitHostPort(addrs[0])
-	cfg := fmt.Sprintf(`cacheName: cache
-namespace: jobs
-registry:
-  host: cache-oras-cache-registry.jobs.svc.cluster.local:5000
-  plainHTTP: true
-  authSecret: cache-oras-cache-auth
-sidecar:
-  image: ghcr.io/converged-computing/oras-cache-sidecar:0.1.0
-  imagePullPolicy: IfNotPresent
-  resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 65532
-    runAsGroup: 65532
-    allowPrivilegeEscalation: false
-    readOnlyRootFilesystem: true
-    capabilities: {drop: [ALL]}
-    seccompProfile: {type: RuntimeDefault}
-  allowImageOverride: false
-  timeout: 30m
-entrypointLookup:
-  plainHTTPRegistries: []
-  timeout: 10s
-server:
-  port: %s
-  path: /mutate-v1-pod
-  certDir: %s
-  metricsAddr: %q
-  healthAddr: %q
-`, port, certDir, addrs[1], addrs[2])
+	// The golden tests' configuration (what the chart renders), served on loopback ports.
+	base, err := os.ReadFile(filepath.Join(repo, "tests", "go", "testdata", "golden", "config.yaml"))
+	if err != nil {
+		wl.Error = err.Error()
+		return wl
+	}
+	head, _, ok := strings.Cut(string(base), "\nserver:\n")
+	if !ok {
+		wl.Error = "tests/go/testdata/golden/config.yaml has no server: block"
+		return wl
+	}
+	cfg := head + fmt.Sprintf("\nserver:\n  port: %s\n  path: /mutate-v1-pod\n  certDir: %s\n  metricsAddr: %q\n  healthAddr: %q\n",
+		port, certDir, addrs[1], addrs[2])
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		wl.Error = err.Error()

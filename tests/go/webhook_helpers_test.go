@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -321,37 +323,15 @@ func whConfig(t testing.TB, yamlText string) *inject.Config {
 	return cfg
 }
 
-// whBaseConfig is the configuration the chart renders for release "cache" in namespace "jobs".
-const whBaseConfig = `cacheName: cache
-namespace: jobs
-registry:
-  host: cache-oras-cache-registry.jobs.svc.cluster.local:5000
-  plainHTTP: true
-  authSecret: cache-oras-cache-auth
-sidecar:
-  image: ghcr.io/converged-computing/oras-cache-sidecar:0.1.0
-  imagePullPolicy: IfNotPresent
-  resources: {requests: {cpu: 50m, memory: 64Mi}, limits: {memory: 256Mi}}
-  securityContext:
-    runAsNonRoot: true
-    runAsUser: 65532
-    runAsGroup: 65532
-    allowPrivilegeEscalation: false
-    readOnlyRootFilesystem: true
-    capabilities: {drop: [ALL]}
-    seccompProfile: {type: RuntimeDefault}
-  allowImageOverride: false
-  timeout: 30m
-entrypointLookup:
-  plainHTTPRegistries: []
-  timeout: 10s
-server:
-  port: 9443
-  path: /mutate-v1-pod
-  certDir: /etc/oras-cache/tls
-  metricsAddr: ":8080"
-  healthAddr: ":8081"
-`
+// whBaseConfig is the configuration the chart renders for release "cache" in namespace "jobs":
+// the golden cases' shared config file (ci/bench starts its webhook from it too).
+var whBaseConfig = func() string {
+	b, err := os.ReadFile(filepath.Join("testdata", "golden", "config.yaml"))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
 
 func metav1TypeMeta(apiVersion, kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
