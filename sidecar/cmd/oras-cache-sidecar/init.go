@@ -1,0 +1,96 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/converged-computing/oras-cache/sidecar/artifact"
+)
+
+func cmdInit(args []string) int {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	share := fs.String("share", "/oras-cache", "the shared volume")
+	var inputs multiFlag
+	fs.Var(&inputs, "input", "input artifact reference (repeatable); input i goes to <share>/inputs/<i>/")
+	unpack := fs.Bool("unpack", true, "unpack directory layers (false: keep them as <title>.tar.gz)")
+	debug := fs.Bool("debug", false, "verbose logs")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "init: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	log, client, _, err := setup("init", *debug)
+	if err != nil {
+		log.Error("configuration", "error", err.Error())
+		return exitFailed
+	}
+	for _, d := range []string{"bin", "inputs", "outputs", "run"} {
+		p := filepath.Join(*share, d)
+		if err := os.MkdirAll(p, 0o777); err != nil {
+			log.Error("preparing the share", "error", err.Error())
+			return exitFailed
+		}
+		mode := os.FileMode(0o777)
+		if d == "bin" {
+			mode = 0o755
+		}
+		_ = os.Chmod(p, mode)
+	}
+	if err := copySelf(filepath.Join(*share, "bin", "oras-cache-sidecar")); err != nil {
+		log.Error("copying the launcher into the share", "error", err.Error())
+		return exitFailed
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	for i, ref := range inputs {
+		dest := filepath.Join(*share, "inputs", fmt.Sprint(i))
+		if err := os.RemoveAll(dest); err != nil { // left by an earlier attempt of this init container
+			log.Error("preparing the input directory", "error", err.Error())
+			return exitFailed
+		}
+		res, err := client.Pull(ctx, ref, dest, artifact.PullOptions{KeepArchives: !*unpack, ReadableByAll: true})
+		if err != nil {
+			log.Error("input unavailable: the app will not start", "input", ref, "error", err.Error())
+			fmt.Fprintf(os.Stderr, "oras-cache init: input %s: %v\n", ref, err)
+			return exitFailed
+		}
+		log.Info("input ready", "input", ref, "digest", res.Digest, "files", res.Files, "bytes", res.Bytes, "path", dest)
+	}
+	return exitOK
+}
+
+// copySelf installs this executable at dst with mode 0555 (temp file + rename).
+func copySelf(dst string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	in, err := os.Open(exe)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".oras-cache-sidecar-*")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(tmp, in)
+	if err == nil {
+		err = tmp.Chmod(0o555)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), dst)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/artifact"
+)
+
+func cmdSelftest(args []string) int {
+	fs := flag.NewFlagSet("selftest", flag.ContinueOnError)
+	reference := fs.String("reference", "oras-cache/selftest:latest", "where to push the test artifact")
+	debug := fs.Bool("debug", false, "verbose logs")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	log, client, _, err := setup("selftest", *debug)
+	if err != nil {
+		log.Error("configuration", "error", err.Error())
+		return exitFailed
+	}
+	if err := selftest(client, *reference, log); err != nil {
+		log.Error("selftest failed", "error", err.Error())
+		fmt.Fprintf(os.Stderr, "selftest FAILED: %v\n", err)
+		return exitFailed
+	}
+	fmt.Println("selftest passed")
+	return exitOK
+}
+
+func selftest(client *artifact.Client, ref string, log *slog.Logger) error {
+	ctx, cancel := signalContext()
+	defer cancel()
+	work, err := os.MkdirTemp("", "oras-cache-selftest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	src := filepath.Join(work, "src", "selftest")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		return err
+	}
+	payload := make([]byte, 256<<10)
+	_, _ = rand.Read(payload)
+	files := map[string][]byte{"random.bin": payload, "sub/hello.txt": []byte("hello from oras-cache " + time.Now().UTC().Format(time.RFC3339Nano) + "\n")}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	pushed, err := client.Push(ctx, ref, []string{src}, artifact.PushOptions{})
+	if err != nil {
+		return err
+	}
+	dest := filepath.Join(work, "pulled")
+	byDigest, err := artifact.ParseRef(pushed.Reference, "")
+	if err != nil {
+		return err
+	}
+	byDigest.Reference = pushed.Digest
+	pulled, err := client.Pull(ctx, byDigest.String(), dest, artifact.PullOptions{})
+	if err != nil {
+		return err
+	}
+	if pulled.Digest != pushed.Digest {
+		return fmt.Errorf("pulled digest %s differs from pushed %s", pulled.Digest, pushed.Digest)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(dest, "selftest", name))
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			return errors.New("pulled bytes differ from pushed bytes for " + name)
+		}
+	}
+	log.Info("selftest passed", "reference", pushed.Reference, "digest", pushed.Digest)
+	return nil
+}
