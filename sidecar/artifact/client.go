@@ -36,7 +36,8 @@ type Client struct {
 	progressInterval  time.Duration
 }
 
-// NewClient builds the HTTP stack: plain HTTP or TLS (custom CA), basic auth from the config.
+// NewClient builds the HTTP stack: TLS with the system roots plus the optional CA, plain HTTP only
+// for the hosts cfg.PlainHTTPFor allows, and the credentials bound to the cache host.
 func NewClient(cfg transfer.Config, log Logger) (*Client, error) {
 	if log == nil {
 		log = nopLogger{}
@@ -72,9 +73,11 @@ func NewClient(cfg transfer.Config, log Logger) (*Client, error) {
 		Cache:  auth.NewCache(),
 		Header: http.Header{"User-Agent": {"oras-cache-sidecar"}},
 	}
-	if cfg.Username != "" {
-		cred := auth.Credential{Username: cfg.Username, Password: cfg.Password}
-		ac.Credential = func(context.Context, string) (auth.Credential, error) { return cred, nil }
+	if cfg.Username != "" && cfg.RegistryHost() != "" {
+		// oras-go asks for the credential of the registry host it talks to, for Basic and for a
+		// Bearer token realm alike: any other host (a full reference naming another registry)
+		// gets none.
+		ac.Credential = auth.StaticCredential(cfg.RegistryHost(), auth.Credential{Username: cfg.Username, Password: cfg.Password})
 	}
 	return &Client{cfg: cfg, http: ac, log: log, MinBackoff: 200 * time.Millisecond, MaxBackoff: 10 * time.Second,
 		progressThreshold: defaultProgressThreshold, progressInterval: defaultProgressInterval}, nil
@@ -104,11 +107,21 @@ func ParseRef(raw, defaultRegistry string) (registry.Reference, error) {
 	return ref, nil
 }
 
+// explain adds the fix to an error a setting causes: a registry answering plain HTTP to the HTTPS
+// that every host but the listed ones gets.
+func (c *Client) explain(host string, err error) error {
+	if errors.Is(err, http.ErrSchemeMismatch) && !c.cfg.PlainHTTPFor(host) {
+		return fmt.Errorf("%w (registry %s serves plain HTTP; only the cache and the hosts listed in %s are read over plain HTTP — list it there, i.e. in the chart's plain-HTTP registries, if you trust it)",
+			err, host, transfer.EnvPlainHTTPRegistries)
+	}
+	return err
+}
+
 func (c *Client) repository(ref registry.Reference) *remote.Repository {
 	return &remote.Repository{
 		Client:          c.http,
 		Reference:       ref,
-		PlainHTTP:       c.cfg.PlainHTTP,
+		PlainHTTP:       c.cfg.PlainHTTPFor(ref.Registry),
 		SkipReferrersGC: true,
 	}
 }

@@ -59,7 +59,9 @@ func (c *Client) Pull(ctx context.Context, rawRef, dest string, opts PullOptions
 		return res, err
 	}
 	res.Reference = ref.String()
-	fail := func(err error) (PullResult, error) { return res, fmt.Errorf("pull %s: %w", ref, err) }
+	fail := func(err error) (PullResult, error) {
+		return res, fmt.Errorf("pull %s: %w", ref, c.explain(ref.Registry, err))
+	}
 	if _, err := os.Lstat(dest); err == nil {
 		return fail(fmt.Errorf("destination %s already exists", dest))
 	}

@@ -5,6 +5,7 @@ package transfer
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,14 +13,17 @@ import (
 
 // Environment variables (the contract with the webhook and the chart).
 const (
-	EnvRegistry         = "ORAS_CACHE_REGISTRY"          // host[:port] of the cache, used for relative references
-	EnvPlainHTTP        = "ORAS_CACHE_PLAIN_HTTP"        // "true": plain HTTP (default); "false": HTTPS
-	EnvUsername         = "ORAS_CACHE_USERNAME"          // basic auth user (optional)
-	EnvPassword         = "ORAS_CACHE_PASSWORD"          // basic auth password (optional, never logged)
-	EnvTimeout          = "ORAS_CACHE_TIMEOUT"           // total deadline of one pull or push, retries included (Go duration)
-	EnvCAFile           = "ORAS_CACHE_CA_FILE"           // PEM CA bundle for HTTPS registries (optional)
-	EnvCompressionLevel = "ORAS_CACHE_COMPRESSION_LEVEL" // gzip level of directory layers, 1..9 (default 1)
-	EnvMaxUnpackSize    = "ORAS_CACHE_MAX_UNPACK_SIZE"   // bound on the bytes one input may unpack to (default 64Gi)
+	EnvRegistry  = "ORAS_CACHE_REGISTRY"   // host[:port] of the cache, used for relative references
+	EnvPlainHTTP = "ORAS_CACHE_PLAIN_HTTP" // "true": the cache (ORAS_CACHE_REGISTRY) over plain HTTP (default); "false": HTTPS
+	// EnvPlainHTTPRegistries lists other hosts (comma-separated host[:port]) read over plain HTTP;
+	// every host not listed (and the cache unless ORAS_CACHE_PLAIN_HTTP) is HTTPS.
+	EnvPlainHTTPRegistries = "ORAS_CACHE_PLAIN_HTTP_REGISTRIES"
+	EnvUsername            = "ORAS_CACHE_USERNAME"          // user for ORAS_CACHE_REGISTRY only (optional)
+	EnvPassword            = "ORAS_CACHE_PASSWORD"          // password for ORAS_CACHE_REGISTRY only (optional, never logged)
+	EnvTimeout             = "ORAS_CACHE_TIMEOUT"           // total deadline of one pull or push, retries included (Go duration)
+	EnvCAFile              = "ORAS_CACHE_CA_FILE"           // PEM CA bundle for HTTPS registries (optional)
+	EnvCompressionLevel    = "ORAS_CACHE_COMPRESSION_LEVEL" // gzip level of directory layers, 1..9 (default 1)
+	EnvMaxUnpackSize       = "ORAS_CACHE_MAX_UNPACK_SIZE"   // bound on the bytes one input may unpack to (default 64Gi)
 )
 
 // Defaults.
@@ -31,14 +35,16 @@ const (
 
 // Config is everything a transfer needs.
 type Config struct {
-	Registry         string
-	PlainHTTP        bool
-	Username         string
-	Password         string
-	Timeout          time.Duration
-	CAFile           string
-	CompressionLevel int
-	MaxUnpackSize    int64
+	Registry  string
+	PlainHTTP bool // for RegistryHost only
+	// PlainHTTPRegistries are the other host[:port] values read over plain HTTP.
+	PlainHTTPRegistries []string
+	Username            string
+	Password            string
+	Timeout             time.Duration
+	CAFile              string
+	CompressionLevel    int
+	MaxUnpackSize       int64
 }
 
 // String never prints the password.
@@ -47,8 +53,25 @@ func (c Config) String() string {
 	if c.Username != "" {
 		auth = "basic(" + c.Username + ")"
 	}
-	return fmt.Sprintf("registry=%s plainHTTP=%t auth=%s timeout=%s ca=%q level=%d maxUnpack=%d",
-		c.Registry, c.PlainHTTP, auth, c.Timeout, c.CAFile, c.CompressionLevel, c.MaxUnpackSize)
+	return fmt.Sprintf("registry=%s plainHTTP=%t plainHTTPRegistries=%q auth=%s timeout=%s ca=%q level=%d maxUnpack=%d",
+		c.Registry, c.PlainHTTP, c.PlainHTTPRegistries, auth, c.Timeout, c.CAFile, c.CompressionLevel, c.MaxUnpackSize)
+}
+
+// RegistryHost is the host[:port] of the cache (Registry may carry a path prefix): the only host
+// that receives the credentials.
+func (c Config) RegistryHost() string {
+	host, _, _ := strings.Cut(c.Registry, "/")
+	return host
+}
+
+// PlainHTTPFor reports whether host (host[:port]) is read over plain HTTP: the cache when
+// PlainHTTP is set, and the hosts listed in PlainHTTPRegistries. Every other host is HTTPS, so a
+// reference naming a foreign registry is never read or written in clear text by accident.
+func (c Config) PlainHTTPFor(host string) bool {
+	if c.PlainHTTP && host != "" && host == c.RegistryHost() {
+		return true
+	}
+	return slices.Contains(c.PlainHTTPRegistries, host)
 }
 
 // Default returns the defaults (plain HTTP, no auth, 30m).
@@ -69,6 +92,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("%s=%q: want true or false", EnvPlainHTTP, v)
 		}
 		c.PlainHTTP = b
+	}
+	for _, h := range strings.Split(getenv(EnvPlainHTTPRegistries), ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/@ ") || strings.Contains(h, "://") {
+			return c, fmt.Errorf("%s: %q is not a host[:port] (no scheme, path or user)", EnvPlainHTTPRegistries, h)
+		}
+		c.PlainHTTPRegistries = append(c.PlainHTTPRegistries, h)
 	}
 	c.Username = getenv(EnvUsername)
 	c.Password = getenv(EnvPassword)

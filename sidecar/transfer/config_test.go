@@ -57,3 +57,17 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+func TestPlainHTTPRegistriesEnvRejectsNonHosts(t *testing.T) {
+	for _, v := range []string{"http://a:5000", "a/b", "user@a"} {
+		_, err := FromEnv(func(k string) string {
+			if k == EnvPlainHTTPRegistries {
+				return v
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), EnvPlainHTTPRegistries) || !strings.Contains(err.Error(), v) {
+			t.Errorf("%q: %v", v, err)
+		}
+	}
+}
