@@ -78,8 +78,12 @@ func TestChartMatchConditionsSelectThisReleasesPods(t *testing.T) {
 				{"oras-cache naming this release", map[string]string{chAnnPrefix + "oras-cache": release}, true},
 				{"this release with inputs and outputs", map[string]string{chAnnPrefix + "oras-cache": release, chAnnPrefix + "input-uri": "data:v1", chAnnPrefix + "output-uri": "result:v1", "other": "x"}, true},
 				{"oras-cache naming another release", map[string]string{chAnnPrefix + "oras-cache": release + "-other", chAnnPrefix + "output-uri": "r:1"}, false},
-				{"oras-cache naming a prefix of this release", map[string]string{chAnnPrefix + "oras-cache": release[:len(release)-1]}, false},
-				{"oras-cache empty", map[string]string{chAnnPrefix + "oras-cache": ""}, false},
+				{"oras-cache naming a prefix of this release", map[string]string{chAnnPrefix + "oras-cache": release[:len(release)-1]}, len(release) == 1}, // "" for release r
+				// an empty switch reaches the webhook, which denies it: never run without its data
+				{"oras-cache empty", map[string]string{chAnnPrefix + "oras-cache": ""}, true},
+				{"oras-cache blank", map[string]string{chAnnPrefix + "oras-cache": " \t"}, true},
+				{"oras-cache empty with inputs", map[string]string{chAnnPrefix + "oras-cache": "", chAnnPrefix + "input-uri": "data:v1"}, true},
+				{"oras-cache naming another release, padded", map[string]string{chAnnPrefix + "oras-cache": " x "}, false},
 				// other keys without oras-cache reach the webhook, which denies them with a message
 				{"oras keys without oras-cache", map[string]string{chAnnPrefix + "output-uri": "result:v1"}, true},
 				{"similar but foreign prefix", map[string]string{"oras.converged-computing.github.io.example/oras-cache": release}, false},

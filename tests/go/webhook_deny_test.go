@@ -109,6 +109,11 @@ func TestDenyWebhookTable(t *testing.T) {
 			key: "input-uri", want: []string{"empty value"}, reason: inject.ReasonEmptyValue},
 		{name: "empty oras-cache", ann: with(io, "oras-cache", " "),
 			key: "oras-cache", want: []string{"empty value"}},
+		// the matchConditions send an empty switch to the webhook (chart_cel_test.go): denied, never run without its data
+		{name: "oras-cache empty string", ann: with(io, "oras-cache", ""),
+			key: "oras-cache", want: []string{"empty value", "run without its inputs", `set it to "cache"`}, reason: inject.ReasonEmptyValue},
+		{name: "oras-cache empty string alone", ann: map[string]string{"oras-cache": ""},
+			key: "oras-cache", want: []string{"empty value", `set it to "cache"`}},
 		{name: "empty entry in list", ann: with(io, "input-uri", "a:v1,,b:v1"),
 			key: "input-uri", want: []string{"entry 2", "empty", "extra comma"}},
 		{name: "uppercase repository", ann: with(io, "input-uri", "Data/Set:v1"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	sigsjson "sigs.k8s.io/json"
@@ -42,13 +43,35 @@ type Result struct {
 	Spec *Spec
 }
 
-// Message joins the denials into what the user reads.
+// Message joins the denials into what the user reads (and the webhook logs): at most
+// MaxDenials problems of at most MaxDenialLen bytes each, so its size is bounded whatever the pod.
 func (r *Result) Message() string {
-	parts := make([]string, len(r.Denials))
+	var b strings.Builder
+	b.WriteString("oras-cache: ")
 	for i, d := range r.Denials {
-		parts[i] = d.Error()
+		if i == MaxDenials+1 { // the parser's "more not shown" is the one past MaxDenials
+			fmt.Fprintf(&b, "; and %d more problems not shown", len(r.Denials)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(truncate(d.Error(), MaxDenialLen))
 	}
-	return "oras-cache: " + strings.Join(parts, "; ")
+	return b.String()
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…(cut)"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // present tells whether a list field was in the incoming JSON: decoding leaves a slice nil when

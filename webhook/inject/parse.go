@@ -47,6 +47,22 @@ const (
 	ReasonNothingToDo       = "nothing-to-do"
 	ReasonStatus            = "status"
 	ReasonRestartPolicy     = "restart-policy"
+	ReasonTooLarge          = "too-many-annotations"
+	ReasonMore              = "more-not-shown"
+)
+
+// Bounds on what one pod may ask for, so that an admission costs little whatever the pod holds
+// (the API server allows 256 KiB of annotations), and on what a denial echoes back.
+const (
+	// MaxAnnotations is the most annotations under Prefix a pod may carry (input-uri_<n> keys
+	// included; a longer list of inputs goes in input-uri, comma-separated).
+	MaxAnnotations = 256
+	// MaxAnnotationBytes bounds the total size (keys and values) of the annotations under Prefix.
+	MaxAnnotationBytes = 128 << 10
+	// MaxDenials is how many problems one denial lists; the rest are counted.
+	MaxDenials = 10
+	// MaxDenialLen bounds one problem's text (values are echoed, quoted, and cut here).
+	MaxDenialLen = 400
 )
 
 // Spec is what the annotations of an admitted pod ask for.
@@ -74,10 +90,27 @@ type parser struct {
 	pod     *corev1.Pod
 	ann     map[string]string
 	denials []*Denial
+	// dropped counts the denials beyond MaxDenials (not formatted: a pod with thousands of bad
+	// entries costs no more than one with MaxDenials)
+	dropped int
+	// inputKeys[i] is the annotation spec.Inputs[i] came from
+	inputKeys []string
 }
 
 func (p *parser) deny(key, reason, format string, args ...any) {
+	if len(p.denials) >= MaxDenials {
+		p.dropped++
+		return
+	}
 	p.denials = append(p.denials, &Denial{Annotation: key, Reason: reason, Message: fmt.Sprintf(format, args...)})
+}
+
+// result is the denials, with a last one counting those not shown.
+func (p *parser) result() []*Denial {
+	if p.dropped > 0 {
+		return append(p.denials, &Denial{Reason: ReasonMore, Message: fmt.Sprintf("and %d more problems not shown", p.dropped)})
+	}
+	return p.denials
 }
 
 // Parse reads the oras-cache annotations of pod. It returns skip != "" when the pod is not for
@@ -86,14 +119,24 @@ func (p *parser) deny(key, reason, format string, args ...any) {
 func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*Denial) {
 	p := &parser{cfg: cfg, pod: pod, ann: map[string]string{}}
 	var keys []string
+	size := 0
 	for k, v := range pod.Annotations {
 		if strings.HasPrefix(k, Prefix) {
 			p.ann[k] = v
 			keys = append(keys, k)
+			size += len(k) + len(v)
 		}
 	}
 	if len(keys) == 0 {
 		return nil, "no " + Prefix + " annotations", nil
+	}
+	if cache, ok := p.ann[AnnotationCache]; ok && strings.TrimSpace(cache) != "" && cache != cfg.CacheName {
+		return nil, fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", cache, cfg.CacheName), nil
+	}
+	// checked before any per-key work, so the cost of a denial does not grow with the pod
+	if len(keys) > MaxAnnotations || size > MaxAnnotationBytes {
+		p.deny("", ReasonTooLarge, "the pod has %d annotations under %s (%d bytes); at most %d annotations and %d bytes are accepted: list inputs in %s (comma-separated) instead of many %s<n> keys, and remove unknown keys", len(keys), Prefix, size, MaxAnnotations, MaxAnnotationBytes, AnnotationInputURI, AnnotationInputURIListPrefix)
+		return nil, "", p.result()
 	}
 	sort.Strings(keys)
 	if v, ok := p.ann[AnnotationStatus]; ok {
@@ -101,12 +144,9 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 			return nil, "already injected (" + AnnotationStatus + ": " + StatusInjected + ")", nil
 		}
 		p.deny(AnnotationStatus, ReasonStatus, "is written by the webhook only (value %q); remove it", StatusInjected)
-		return nil, "", p.denials
+		return nil, "", p.result()
 	}
-	cache, hasCache := p.ann[AnnotationCache]
-	if hasCache && strings.TrimSpace(cache) != "" && cache != cfg.CacheName {
-		return nil, fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", cache, cfg.CacheName), nil
-	}
+	_, hasCache := p.ann[AnnotationCache]
 	// unknown keys first: a typo in the switch itself shows up here too
 	var inputKeys []string
 	for _, k := range keys {
@@ -132,15 +172,21 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 			others = append(others, strings.TrimPrefix(k, Prefix))
 		}
 		p.deny(AnnotationCache, ReasonMissingCache, "missing: the pod has %s but not the switch; add %s: %q (the oras-cache release in this namespace) or remove them", strings.Join(others, ", "), AnnotationCache, cfg.CacheName)
-		return nil, "", p.denials
+		return nil, "", p.result()
 	}
 	for _, k := range keys {
-		if strings.TrimSpace(p.ann[k]) == "" {
-			p.deny(k, ReasonEmptyValue, "empty value; set a value or remove the annotation")
+		if strings.TrimSpace(p.ann[k]) != "" {
+			continue
 		}
+		if k == AnnotationCache {
+			// the matchConditions send an empty switch here so that the pod is not run without its data
+			p.deny(k, ReasonEmptyValue, "empty value, so no cache would handle the pod and it would run without its inputs and outputs; set it to %q (the oras-cache release in this namespace) or remove the %s annotations", cfg.CacheName, Prefix)
+			continue
+		}
+		p.deny(k, ReasonEmptyValue, "empty value; set a value or remove the annotation")
 	}
 	if len(p.denials) > 0 {
-		return nil, "", p.denials
+		return nil, "", p.result()
 	}
 
 	spec = &Spec{Unpack: true, Image: cfg.Sidecar.Image}
@@ -171,7 +217,7 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 		p.deny(AnnotationOutputURI, ReasonRestartPolicy, "needs a run-to-completion pod, but restartPolicy is Always (the push container would restart forever); set restartPolicy: Never or OnFailure (as in a Job)")
 	}
 	if len(p.denials) > 0 {
-		return nil, "", p.denials
+		return nil, "", p.result()
 	}
 	return spec, "", nil
 }
@@ -347,6 +393,7 @@ func (p *parser) inputs(spec *Spec, listKeys []string) {
 		}
 		seen[canon] = e.key
 		spec.Inputs = append(spec.Inputs, e.ref)
+		p.inputKeys = append(p.inputKeys, e.key)
 	}
 	if v, ok := p.ann[AnnotationInputPath]; ok {
 		if p.path(AnnotationInputPath, v, true) {
@@ -469,8 +516,8 @@ func (p *parser) variables(spec *Spec) {
 			}
 		}
 	}
-	for _, in := range spec.Inputs {
-		check(keyOfInput(p.ann, in.Raw), in.Vars)
+	for i, in := range spec.Inputs {
+		check(p.inputKeys[i], in.Vars)
 	}
 	if spec.Output != nil {
 		check(AnnotationOutputURI, spec.Output.Vars)
@@ -479,13 +526,4 @@ func (p *parser) variables(spec *Spec) {
 		vars, _, _ := findVars(kv[1], varPlaceholder)
 		check(kv[0], vars)
 	}
-}
-
-func keyOfInput(ann map[string]string, raw string) string {
-	for k, v := range ann {
-		if strings.HasPrefix(k, AnnotationInputURIListPrefix) && strings.TrimSpace(v) == raw {
-			return k
-		}
-	}
-	return AnnotationInputURI
 }

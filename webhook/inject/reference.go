@@ -38,6 +38,8 @@ const varPlaceholder = "0"
 // kubelet's escape of "$"; it is kept as is (and left for the caller to judge).
 func findVars(s, repl string) (vars []string, replaced string, err error) {
 	var b strings.Builder
+	b.Grow(len(s))
+	var seen map[string]bool // a set, so many variables cost linear time
 	for i := 0; i < len(s); i++ {
 		if s[i] != '$' || i+1 >= len(s) {
 			b.WriteByte(s[i])
@@ -56,7 +58,11 @@ func findVars(s, repl string) (vars []string, replaced string, err error) {
 			if err := validateVarName(name); err != nil {
 				return nil, "", err
 			}
-			if !containsString(vars, name) {
+			if !seen[name] {
+				if seen == nil {
+					seen = map[string]bool{}
+				}
+				seen[name] = true
 				vars = append(vars, name)
 			}
 			b.WriteString(repl)
@@ -78,15 +84,6 @@ func validateVarName(name string) error {
 		}
 	}
 	return nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ParseReference parses an artifact reference: "repo:tag", "repo@sha256:…", "repo:tag@sha256:…"
