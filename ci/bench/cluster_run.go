@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 const (
@@ -124,15 +126,15 @@ func (k *kube) transferSecs(job string) (float64, error) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	var pr struct {
-		DurationMs int64  `json:"durationMs"`
-		Error      string `json:"error"`
-	}
+	var pr contract.Termination
 	if err := json.Unmarshal([]byte(msg), &pr); err != nil {
 		return total, fmt.Errorf("push termination message %q: %v", msg, err)
 	}
 	if pr.Error != "" {
 		return total, fmt.Errorf("push failed: %s", pr.Error)
+	}
+	if pr.PushResult == nil {
+		return total, fmt.Errorf("push termination message %q reports no push", msg)
 	}
 	return total + float64(pr.DurationMs)/1000, nil
 }

@@ -14,6 +14,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
 )
 
@@ -22,7 +23,7 @@ import (
 const sidecarMemoryLimit = 40 << 20
 
 type workerResult struct {
-	Push *artifact.PushResult `json:"push,omitempty"`
+	Push *contract.PushResult `json:"push,omitempty"`
 	Pull *artifact.PullResult `json:"pull,omitempty"`
 }
 

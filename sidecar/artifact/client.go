@@ -21,6 +21,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
 )
 
@@ -83,17 +84,16 @@ func NewClient(cfg transfer.Config, log Logger) (*Client, error) {
 		progressThreshold: defaultProgressThreshold, progressInterval: defaultProgressInterval}, nil
 }
 
-// ParseRef resolves a reference: one without a registry host (no '.' or ':' in its first
-// component, and not "localhost") is relative to the cache registry; the tag defaults to latest.
+// ParseRef resolves a reference: one without a registry host (contract.SplitHost) is relative to
+// the cache registry; the tag defaults to latest.
 func ParseRef(raw, defaultRegistry string) (registry.Reference, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return registry.Reference{}, errors.New("empty reference")
 	}
-	first, _, hasSlash := strings.Cut(raw, "/")
-	if !hasSlash || !(strings.ContainsAny(first, ".:") || first == "localhost") {
+	if host, _ := contract.SplitHost(raw); host == "" {
 		if defaultRegistry == "" {
-			return registry.Reference{}, fmt.Errorf("reference %q has no registry host and %s is not set", raw, transfer.EnvRegistry)
+			return registry.Reference{}, fmt.Errorf("reference %q has no registry host and %s is not set", raw, contract.EnvRegistry)
 		}
 		raw = strings.TrimSuffix(defaultRegistry, "/") + "/" + raw
 	}
@@ -112,7 +112,7 @@ func ParseRef(raw, defaultRegistry string) (registry.Reference, error) {
 func (c *Client) explain(host string, err error) error {
 	if errors.Is(err, http.ErrSchemeMismatch) && !c.cfg.PlainHTTPFor(host) {
 		return fmt.Errorf("%w (registry %s serves plain HTTP; only the cache and the hosts listed in %s are read over plain HTTP — list it there, i.e. in the chart's plain-HTTP registries, if you trust it)",
-			err, host, transfer.EnvPlainHTTPRegistries)
+			err, host, contract.EnvPlainHTTPRegistries)
 	}
 	return err
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
@@ -166,7 +167,7 @@ func TestFaultRegistryRestartMidPush(t *testing.T) {
 	dir := randomDir(t, "data", 4, 1<<20)
 
 	type result struct {
-		res PushResult
+		res contract.PushResult
 		err error
 	}
 	done := make(chan result, 1)

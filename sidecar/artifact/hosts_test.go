@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
@@ -33,9 +34,9 @@ func TestCredentialsGoOnlyToTheCacheHost(t *testing.T) {
 		t.Run(challenge, func(t *testing.T) {
 			hostile := registrytest.StartHostile(t, challenge)
 			c, _ := newTestClient(t, configFromEnv(t, map[string]string{
-				transfer.EnvRegistry: reg.Host, transfer.EnvPlainHTTP: "true",
-				transfer.EnvUsername: reg.Username, transfer.EnvPassword: reg.Password,
-				transfer.EnvPlainHTTPRegistries: hostile.Host, transfer.EnvTimeout: "20s",
+				contract.EnvRegistry: reg.Host, contract.EnvPlainHTTP: "true",
+				contract.EnvUsername: reg.Username, contract.EnvPassword: reg.Password,
+				contract.EnvPlainHTTPRegistries: hostile.Host, contract.EnvTimeout: "20s",
 			}))
 			// The cache itself still gets them (relative and full references).
 			if _, err := c.Push(ctx, "creds/ok:v1", []string{dir}, PushOptions{}); err != nil {
@@ -70,8 +71,8 @@ func TestPlainHTTPOnlyForTheCacheAndListedHosts(t *testing.T) {
 	other := registrytest.Start(t, registrytest.Options{})
 	hostile := registrytest.StartHostile(t, registrytest.ChallengeBasic)
 	env := map[string]string{
-		transfer.EnvRegistry: cache.Host, transfer.EnvPlainHTTP: "true",
-		transfer.EnvUsername: cache.Username, transfer.EnvPassword: cache.Password, transfer.EnvTimeout: "20s",
+		contract.EnvRegistry: cache.Host, contract.EnvPlainHTTP: "true",
+		contract.EnvUsername: cache.Username, contract.EnvPassword: cache.Password, contract.EnvTimeout: "20s",
 	}
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
@@ -83,14 +84,14 @@ func TestPlainHTTPOnlyForTheCacheAndListedHosts(t *testing.T) {
 	if err == nil || hostile.Requests() != 0 {
 		t.Fatalf("an unlisted host was spoken to over plain HTTP (%d requests): %v", hostile.Requests(), err)
 	}
-	if !strings.Contains(err.Error(), transfer.EnvPlainHTTPRegistries) || time.Since(start) > 10*time.Second {
-		t.Fatalf("want an immediate error naming %s, got %v after %s", transfer.EnvPlainHTTPRegistries, err, time.Since(start))
+	if !strings.Contains(err.Error(), contract.EnvPlainHTTPRegistries) || time.Since(start) > 10*time.Second {
+		t.Fatalf("want an immediate error naming %s, got %v after %s", contract.EnvPlainHTTPRegistries, err, time.Since(start))
 	}
 	if _, err := c.Push(ctx, other.Host+"/org/out:v1", []string{dir}, PushOptions{}); err == nil {
 		t.Fatal("push to an unlisted plain-HTTP registry succeeded")
 	}
 
-	env[transfer.EnvPlainHTTPRegistries] = " " + hostile.Host + ", " + other.Host + " "
+	env[contract.EnvPlainHTTPRegistries] = " " + hostile.Host + ", " + other.Host + " "
 	listed, _ := newTestClient(t, configFromEnv(t, env))
 	if _, err := listed.Push(ctx, other.Host+"/org/out:v1", []string{dir}, PushOptions{}); err != nil {
 		t.Fatalf("push to a listed registry: %v", err)
@@ -100,8 +101,8 @@ func TestPlainHTTPOnlyForTheCacheAndListedHosts(t *testing.T) {
 	}
 
 	// The cache over HTTPS (ORAS_CACHE_PLAIN_HTTP=false) is not spoken to in plain HTTP either.
-	env[transfer.EnvPlainHTTP] = "false"
-	env[transfer.EnvPlainHTTPRegistries] = ""
+	env[contract.EnvPlainHTTP] = "false"
+	env[contract.EnvPlainHTTPRegistries] = ""
 	tlsOnly, _ := newTestClient(t, configFromEnv(t, env))
 	if _, err := tlsOnly.Pull(ctx, "org/out:v1", filepath.Join(t.TempDir(), "in"), PullOptions{}); err == nil {
 		t.Fatal("the cache was read over plain HTTP with ORAS_CACHE_PLAIN_HTTP=false")

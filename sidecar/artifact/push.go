@@ -14,6 +14,8 @@ import (
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // PushOptions tune one push.
@@ -21,16 +23,6 @@ type PushOptions struct {
 	// Annotations are added to the manifest. They change its digest: by default there are none,
 	// so identical content gives an identical manifest digest.
 	Annotations map[string]string
-}
-
-// PushResult is what one push did.
-type PushResult struct {
-	Reference     string `json:"reference"`
-	Digest        string `json:"digest"`
-	Size          int64  `json:"size"` // sum of the layer sizes
-	Files         int    `json:"files"`
-	UploadedBytes int64  `json:"uploadedBytes"` // blob bytes actually sent (0 when the registry had them all)
-	DurationMs    int64  `json:"durationMs"`
 }
 
 type layer struct {
@@ -43,9 +35,9 @@ type layer struct {
 // `oras push` would and pushes the artifact to rawRef (a tag). The tag is moved only after every
 // blob is in the registry, so it never points at a partial artifact. Blobs the registry already
 // has are not uploaded again. Retries and the total deadline come from the config.
-func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts PushOptions) (PushResult, error) {
+func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts PushOptions) (contract.PushResult, error) {
 	start := time.Now()
-	res := PushResult{}
+	res := contract.PushResult{}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	ref, err := ParseRef(rawRef, c.cfg.Registry)
@@ -187,7 +179,7 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 }
 
 // uploadBlob uploads desc unless the registry has it, retrying from the start of the content.
-func (c *Client) uploadBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, open func() (io.ReadCloser, error), res *PushResult) error {
+func (c *Client) uploadBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, open func() (io.ReadCloser, error), res *contract.PushResult) error {
 	what := "upload " + desc.Digest.String()
 	if t := desc.Annotations[AnnotationTitle]; t != "" {
 		what = "upload " + t + " (" + desc.Digest.String() + ")"

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/marker"
 )
 
@@ -66,7 +67,7 @@ func Run(opts Options) int {
 	signal.Notify(sigs)
 	defer signal.Stop(sigs)
 
-	run, err := marker.Begin(filepath.Join(opts.Share, "run"))
+	run, err := marker.Begin(contract.Share(opts.Share).Dir(contract.RunDir))
 	if err != nil {
 		l.logf("error: cannot record the run in %s: %v", opts.Share, err)
 		return ExitLauncherError
@@ -76,7 +77,7 @@ func Run(opts Options) int {
 
 	fail := func(code int, err error) int {
 		l.logf("error: %v", err)
-		if ferr := run.Finish(marker.Done{ExitCode: code, Error: err.Error(), Outputs: []string{}}); ferr != nil {
+		if ferr := run.Finish(contract.Done{ExitCode: code, Error: err.Error(), Outputs: []string{}}); ferr != nil {
 			l.logf("error: cannot write the done marker: %v", ferr)
 		}
 		return code
@@ -150,7 +151,7 @@ func Run(opts Options) int {
 		}
 	}
 
-	d := marker.Done{Outputs: []string{}}
+	d := contract.Done{Outputs: []string{}}
 	code := 0
 	switch {
 	case status.Exited():
@@ -237,7 +238,7 @@ func openPipeFile(p string) (*os.File, error) {
 }
 
 func (l *launch) placeInputs() error {
-	srcs, err := inputSources(filepath.Join(l.opts.Share, "inputs"))
+	srcs, err := inputSources(contract.Share(l.opts.Share).Dir(contract.InputsDir))
 	if err != nil || len(srcs) == 0 {
 		return err
 	}
@@ -291,7 +292,7 @@ func (l *launch) copyOutput(appOK bool) (string, error) {
 		}
 		return "", fmt.Errorf("output-path %s: %v", abs, err)
 	}
-	outDir := filepath.Join(l.opts.Share, "outputs")
+	outDir := contract.Share(l.opts.Share).Dir(contract.OutputsDir)
 	if err := os.MkdirAll(outDir, 0o777); err != nil {
 		return "", err
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/marker"
 )
 
@@ -175,9 +176,9 @@ func (l *launched) childReport(t *testing.T, wait bool) map[string]any {
 	}
 }
 
-func (l *launched) done(t *testing.T) marker.Done {
+func (l *launched) done(t *testing.T) contract.Done {
 	t.Helper()
-	var d marker.Done
+	var d contract.Done
 	b, err := os.ReadFile(filepath.Join(l.share, "run", marker.DoneFile))
 	if err != nil {
 		t.Fatalf("no done marker: %v; stderr:\n%s", err, l.stderr)

@@ -20,6 +20,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // File names in the run directory.
@@ -38,19 +40,6 @@ type Launch struct {
 	PID       int       `json:"pid"`
 	StartedAt time.Time `json:"startedAt"`
 }
-
-// Done is the content of done.json.
-type Done struct {
-	RunID      string    `json:"runId"`
-	ExitCode   int       `json:"exitCode"`         // the app's exit code; 128+n when killed by signal n
-	Signal     string    `json:"signal,omitempty"` // e.g. "killed" when the app died of a signal
-	Outputs    []string  `json:"outputs"`          // names under the share's outputs/ directory
-	Error      string    `json:"error,omitempty"`  // what went wrong in the launcher itself (missing output...)
-	FinishedAt time.Time `json:"finishedAt"`
-}
-
-// Failed reports whether the run must not be pushed (unless push-on-failure).
-func (d Done) Failed() bool { return d.ExitCode != 0 || d.Error != "" }
 
 // Run is the launcher's side of one run.
 type Run struct {
@@ -106,7 +95,7 @@ func Begin(dir string) (*Run, error) {
 }
 
 // Finish writes done.json (with this run's id) atomically.
-func (r *Run) Finish(d Done) error {
+func (r *Run) Finish(d contract.Done) error {
 	d.RunID = r.ID
 	if d.FinishedAt.IsZero() {
 		d.FinishedAt = time.Now().UTC()
@@ -173,7 +162,7 @@ type WaitOptions struct {
 // Wait blocks until the launcher of a run that was not handled yet (see MarkHandled) is gone and
 // returns its result, ErrNoResult if it left none, or ErrNeverStarted when no new launcher
 // appears within StartTimeout. It never waits forever for a dead launcher.
-func Wait(dir string, opts WaitOptions, stop <-chan struct{}) (Done, error) {
+func Wait(dir string, opts WaitOptions, stop <-chan struct{}) (contract.Done, error) {
 	if opts.Poll <= 0 {
 		opts.Poll = DefaultPoll
 	}
@@ -187,7 +176,7 @@ func Wait(dir string, opts WaitOptions, stop <-chan struct{}) (Done, error) {
 	for {
 		state, launch, err := probe(dir)
 		if err != nil {
-			return Done{}, err
+			return contract.Done{}, err
 		}
 		switch state {
 		case running:
@@ -198,22 +187,22 @@ func Wait(dir string, opts WaitOptions, stop <-chan struct{}) (Done, error) {
 			lastRunning = time.Now()
 		case gone:
 			if !Handled(dir, launch.RunID) {
-				var d Done
+				var d contract.Done
 				b, err := os.ReadFile(filepath.Join(dir, DoneFile))
 				if err == nil && json.Unmarshal(b, &d) == nil && d.RunID == launch.RunID {
 					return d, nil
 				}
-				return Done{RunID: launch.RunID}, fmt.Errorf("run %s: %w", launch.RunID, ErrNoResult)
+				return contract.Done{RunID: launch.RunID}, fmt.Errorf("run %s: %w", launch.RunID, ErrNoResult)
 			}
 			fallthrough
 		default: // absent, or only a run that was handled already
 			if time.Since(lastRunning) > opts.StartTimeout {
-				return Done{}, fmt.Errorf("%w within %s (did its command fail to start?)", ErrNeverStarted, opts.StartTimeout)
+				return contract.Done{}, fmt.Errorf("%w within %s (did its command fail to start?)", ErrNeverStarted, opts.StartTimeout)
 			}
 		}
 		select {
 		case <-stop:
-			return Done{}, errors.New("stopped while waiting for the app")
+			return contract.Done{}, errors.New("stopped while waiting for the app")
 		case <-t.C:
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // TestMain lets the test binary act as a launcher process that a test kills.
@@ -24,8 +26,8 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func waitAsync(dir string, opts WaitOptions) (chan Done, chan error) {
-	dc, ec := make(chan Done, 1), make(chan error, 1)
+func waitAsync(dir string, opts WaitOptions) (chan contract.Done, chan error) {
+	dc, ec := make(chan contract.Done, 1), make(chan error, 1)
 	go func() {
 		d, err := Wait(dir, opts, nil)
 		dc <- d
@@ -50,7 +52,7 @@ func TestResultHandedOver(t *testing.T) {
 		t.Fatal("Wait returned while the launcher holds the lock")
 	case <-time.After(100 * time.Millisecond):
 	}
-	if err := r.Finish(Done{ExitCode: 42, Outputs: []string{"out"}}); err != nil {
+	if err := r.Finish(contract.Done{ExitCode: 42, Outputs: []string{"out"}}); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()
@@ -128,7 +130,7 @@ func TestNeverStarted(t *testing.T) {
 func TestHandledRunIsNotActedOnAgain(t *testing.T) {
 	dir := t.TempDir()
 	r1, _ := Begin(dir)
-	_ = r1.Finish(Done{ExitCode: 1})
+	_ = r1.Finish(contract.Done{ExitCode: 1})
 	r1.Close()
 	if err := MarkHandled(dir, r1.ID); err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestHandledRunIsNotActedOnAgain(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, DoneFile)); !os.IsNotExist(err) {
 		t.Fatal("Begin kept the done marker of an earlier run")
 	}
-	_ = r2.Finish(Done{ExitCode: 0, Outputs: []string{"o"}})
+	_ = r2.Finish(contract.Done{ExitCode: 0, Outputs: []string{"o"}})
 	r2.Close()
 	d, err := <-dc, <-ec
 	if err != nil || d.RunID != r2.ID || d.Failed() {
@@ -155,7 +157,7 @@ func TestHandledRunIsNotActedOnAgain(t *testing.T) {
 func TestStaleDoneFromEarlierRun(t *testing.T) {
 	dir := t.TempDir()
 	r, _ := Begin(dir)
-	if err := WriteJSON(filepath.Join(dir, DoneFile), Done{RunID: "earlier-run", ExitCode: 0}); err != nil {
+	if err := WriteJSON(filepath.Join(dir, DoneFile), contract.Done{RunID: "earlier-run", ExitCode: 0}); err != nil {
 		t.Fatal(err)
 	}
 	r.Close()

@@ -1,5 +1,5 @@
 // Package transfer holds the sidecar's transfer settings, read from the ORAS_CACHE_* environment
-// variables that the webhook injects (docs/design.md, "What the mutation does", item 6).
+// variables (sidecar/contract) that the webhook injects (docs/design.md, "What the mutation does", item 6).
 package transfer
 
 import (
@@ -9,21 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-)
 
-// Environment variables (the contract with the webhook and the chart).
-const (
-	EnvRegistry  = "ORAS_CACHE_REGISTRY"   // host[:port] of the cache, used for relative references
-	EnvPlainHTTP = "ORAS_CACHE_PLAIN_HTTP" // "true": the cache (ORAS_CACHE_REGISTRY) over plain HTTP (default); "false": HTTPS
-	// EnvPlainHTTPRegistries lists other hosts (comma-separated host[:port]) read over plain HTTP;
-	// every host not listed (and the cache unless ORAS_CACHE_PLAIN_HTTP) is HTTPS.
-	EnvPlainHTTPRegistries = "ORAS_CACHE_PLAIN_HTTP_REGISTRIES"
-	EnvUsername            = "ORAS_CACHE_USERNAME"          // user for ORAS_CACHE_REGISTRY only (optional)
-	EnvPassword            = "ORAS_CACHE_PASSWORD"          // password for ORAS_CACHE_REGISTRY only (optional, never logged)
-	EnvTimeout             = "ORAS_CACHE_TIMEOUT"           // total deadline of one pull or push, retries included (Go duration)
-	EnvCAFile              = "ORAS_CACHE_CA_FILE"           // PEM CA bundle for HTTPS registries (optional)
-	EnvCompressionLevel    = "ORAS_CACHE_COMPRESSION_LEVEL" // gzip level of directory layers, 1..9 (default 1)
-	EnvMaxUnpackSize       = "ORAS_CACHE_MAX_UNPACK_SIZE"   // bound on the bytes one input may unpack to (default 64Gi)
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // Defaults.
@@ -85,48 +72,48 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		getenv = os.Getenv
 	}
 	c := Default()
-	c.Registry = strings.TrimSpace(getenv(EnvRegistry))
-	if v := strings.TrimSpace(getenv(EnvPlainHTTP)); v != "" {
+	c.Registry = strings.TrimSpace(getenv(contract.EnvRegistry))
+	if v := strings.TrimSpace(getenv(contract.EnvPlainHTTP)); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return c, fmt.Errorf("%s=%q: want true or false", EnvPlainHTTP, v)
+			return c, fmt.Errorf("%s=%q: want true or false", contract.EnvPlainHTTP, v)
 		}
 		c.PlainHTTP = b
 	}
-	for _, h := range strings.Split(getenv(EnvPlainHTTPRegistries), ",") {
+	for _, h := range strings.Split(getenv(contract.EnvPlainHTTPRegistries), ",") {
 		h = strings.TrimSpace(h)
 		if h == "" {
 			continue
 		}
 		if strings.ContainsAny(h, "/@ ") || strings.Contains(h, "://") {
-			return c, fmt.Errorf("%s: %q is not a host[:port] (no scheme, path or user)", EnvPlainHTTPRegistries, h)
+			return c, fmt.Errorf("%s: %q is not a host[:port] (no scheme, path or user)", contract.EnvPlainHTTPRegistries, h)
 		}
 		c.PlainHTTPRegistries = append(c.PlainHTTPRegistries, h)
 	}
-	c.Username = getenv(EnvUsername)
-	c.Password = getenv(EnvPassword)
+	c.Username = getenv(contract.EnvUsername)
+	c.Password = getenv(contract.EnvPassword)
 	if (c.Username == "") != (c.Password == "") {
-		return c, fmt.Errorf("%s and %s must be set together", EnvUsername, EnvPassword)
+		return c, fmt.Errorf("%s and %s must be set together", contract.EnvUsername, contract.EnvPassword)
 	}
-	if v := strings.TrimSpace(getenv(EnvTimeout)); v != "" {
+	if v := strings.TrimSpace(getenv(contract.EnvTimeout)); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			return c, fmt.Errorf("%s=%q: want a positive Go duration such as 30m", EnvTimeout, v)
+			return c, fmt.Errorf("%s=%q: want a positive Go duration such as 30m", contract.EnvTimeout, v)
 		}
 		c.Timeout = d
 	}
-	c.CAFile = strings.TrimSpace(getenv(EnvCAFile))
-	if v := strings.TrimSpace(getenv(EnvCompressionLevel)); v != "" {
+	c.CAFile = strings.TrimSpace(getenv(contract.EnvCAFile))
+	if v := strings.TrimSpace(getenv(contract.EnvCompressionLevel)); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 9 {
-			return c, fmt.Errorf("%s=%q: want 1..9", EnvCompressionLevel, v)
+			return c, fmt.Errorf("%s=%q: want 1..9", contract.EnvCompressionLevel, v)
 		}
 		c.CompressionLevel = n
 	}
-	if v := strings.TrimSpace(getenv(EnvMaxUnpackSize)); v != "" {
+	if v := strings.TrimSpace(getenv(contract.EnvMaxUnpackSize)); v != "" {
 		n, err := ParseSize(v)
 		if err != nil {
-			return c, fmt.Errorf("%s=%q: %v", EnvMaxUnpackSize, v, err)
+			return c, fmt.Errorf("%s=%q: %v", contract.EnvMaxUnpackSize, v, err)
 		}
 		c.MaxUnpackSize = n
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -20,8 +22,8 @@ func TestFromEnvDefaults(t *testing.T) {
 
 func TestFromEnv(t *testing.T) {
 	c, err := FromEnv(env(map[string]string{
-		EnvRegistry: "cache.ns.svc:5000", EnvPlainHTTP: "false", EnvUsername: "u", EnvPassword: "s3cret",
-		EnvTimeout: "90s", EnvCAFile: "/ca.pem", EnvCompressionLevel: "6", EnvMaxUnpackSize: "2Gi",
+		contract.EnvRegistry: "cache.ns.svc:5000", contract.EnvPlainHTTP: "false", contract.EnvUsername: "u", contract.EnvPassword: "s3cret",
+		contract.EnvTimeout: "90s", contract.EnvCAFile: "/ca.pem", contract.EnvCompressionLevel: "6", contract.EnvMaxUnpackSize: "2Gi",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -37,12 +39,12 @@ func TestFromEnv(t *testing.T) {
 
 func TestFromEnvRejects(t *testing.T) {
 	for _, m := range []map[string]string{
-		{EnvPlainHTTP: "maybe"},
-		{EnvTimeout: "forever"},
-		{EnvTimeout: "-1s"},
-		{EnvUsername: "only-user"},
-		{EnvCompressionLevel: "0"},
-		{EnvMaxUnpackSize: "lots"},
+		{contract.EnvPlainHTTP: "maybe"},
+		{contract.EnvTimeout: "forever"},
+		{contract.EnvTimeout: "-1s"},
+		{contract.EnvUsername: "only-user"},
+		{contract.EnvCompressionLevel: "0"},
+		{contract.EnvMaxUnpackSize: "lots"},
 	} {
 		if _, err := FromEnv(env(m)); err == nil {
 			t.Errorf("%v accepted", m)
@@ -61,12 +63,12 @@ func TestParseSize(t *testing.T) {
 func TestPlainHTTPRegistriesEnvRejectsNonHosts(t *testing.T) {
 	for _, v := range []string{"http://a:5000", "a/b", "user@a"} {
 		_, err := FromEnv(func(k string) string {
-			if k == EnvPlainHTTPRegistries {
+			if k == contract.EnvPlainHTTPRegistries {
 				return v
 			}
 			return ""
 		})
-		if err == nil || !strings.Contains(err.Error(), EnvPlainHTTPRegistries) || !strings.Contains(err.Error(), v) {
+		if err == nil || !strings.Contains(err.Error(), contract.EnvPlainHTTPRegistries) || !strings.Contains(err.Error(), v) {
 			t.Errorf("%q: %v", v, err)
 		}
 	}

@@ -27,6 +27,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 	"github.com/converged-computing/oras-cache/webhook/inject"
 )
@@ -106,7 +107,7 @@ func whCheckMutation(t testing.TB, m *inject.Mutator, ns string, in []byte, res 
 	var inPod corev1.Pod
 	_ = sigsjson.UnmarshalCaseSensitivePreserveInts(in, &inPod)
 	c := pod.Spec.Containers[app]
-	if len(c.Command) < 5 || c.Command[0] != inject.LauncherPath || c.Command[1] != "launch" {
+	if len(c.Command) < 5 || c.Command[0] != contract.LauncherPath || c.Command[1] != "launch" {
 		t.Fatalf("app command %q does not start with the launcher", c.Command)
 	}
 	dash := slices.Index(c.Command, "--")
@@ -143,7 +144,7 @@ func whCheckMutation(t testing.TB, m *inject.Mutator, ns string, in []byte, res 
 	for _, ic := range injected {
 		whCheckRestricted(t, ic)
 		for _, e := range ic.Env {
-			if (e.Name == inject.EnvUsername || e.Name == inject.EnvPassword) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+			if (e.Name == contract.EnvUsername || e.Name == contract.EnvPassword) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
 				t.Fatalf("%s: credential %s not from a secretKeyRef", ic.Name, e.Name)
 			}
 		}

@@ -25,6 +25,8 @@ import (
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // SecretGetter reads a Secret (an imagePullSecret of the pod).
@@ -260,12 +262,9 @@ func Normalize(image string) (registry.Reference, string, error) {
 		return registry.Reference{}, "", errors.New("the container has no image")
 	}
 	name, digest, _ := strings.Cut(image, "@")
-	host := "docker.io"
-	if i := strings.IndexByte(name, '/'); i > 0 {
-		first := name[:i]
-		if strings.ContainsAny(first, ".:") || first == "localhost" {
-			host, name = first, name[i+1:]
-		}
+	host, name := contract.SplitHost(name)
+	if host == "" {
+		host = "docker.io"
 	}
 	tag := ""
 	if i := strings.LastIndexByte(name, ':'); i > strings.LastIndexByte(name, '/') {

@@ -91,7 +91,8 @@ var KnownAnnotations = []string{
 	AnnotationStatus,
 }
 
-// Names reserved by the mutation; a pod already using one of them is denied.
+// Names reserved by the mutation; a pod already using one of them is denied. The volume is
+// mounted at contract.MountPath.
 const (
 	// VolumeName is the emptyDir shared by the injected containers and the app container.
 	VolumeName = "oras-cache"
@@ -99,25 +100,11 @@ const (
 	InitContainerName = "oras-cache-init"
 	// PushContainerName is the sidecar container that pushes the output after the app ends.
 	PushContainerName = "oras-cache-push"
-	// MountPath is where VolumeName is mounted in every container involved.
-	MountPath = "/oras-cache"
 )
 
-// Paths and env var names of the sidecar contract (docs/design.md).
+// SecretKeyUsername and SecretKeyPassword are the keys read from the auth Secret and from the
+// Secret named by AnnotationOrasEnv (into contract.EnvUsername and contract.EnvPassword).
 const (
-	// SidecarBinary is the path of oras-cache-sidecar in the sidecar image.
-	SidecarBinary = "/usr/local/bin/oras-cache-sidecar"
-	// LauncherPath is where the init container copies oras-cache-sidecar for the app container.
-	LauncherPath = MountPath + "/bin/oras-cache-sidecar"
-
-	EnvRegistry  = "ORAS_CACHE_REGISTRY"
-	EnvPlainHTTP = "ORAS_CACHE_PLAIN_HTTP"
-	EnvUsername  = "ORAS_CACHE_USERNAME"
-	EnvPassword  = "ORAS_CACHE_PASSWORD"
-	EnvTimeout   = "ORAS_CACHE_TIMEOUT"
-
-	// SecretKeyUsername and SecretKeyPassword are the keys read from the auth Secret and from
-	// the Secret named by AnnotationOrasEnv.
 	SecretKeyUsername = "username"
 	SecretKeyPassword = "password"
 )

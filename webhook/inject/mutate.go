@@ -8,6 +8,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // Op is one JSON patch operation (RFC 6902). The mutation produces only "add" and "replace"
@@ -169,7 +171,7 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 	i := spec.ContainerIndex
 	app := &pod.Spec.Containers[i]
 	cpath := fmt.Sprintf("/spec/containers/%d", i)
-	mount := corev1.VolumeMount{Name: VolumeName, MountPath: MountPath}
+	mount := corev1.VolumeMount{Name: VolumeName, MountPath: contract.MountPath}
 
 	ops := []Op{appendOp("/spec/volumes", present(pod.Spec.Volumes), corev1.Volume{
 		Name:         VolumeName,
@@ -177,38 +179,20 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 	})}
 
 	// init container: install the launcher, pull the inputs
-	initArgs := []string{"init", "--share", MountPath}
+	initArgs := contract.InitArgs{Share: contract.MountPath, KeepArchives: !spec.Unpack, Debug: spec.Debug}
 	var inVars []string
 	for _, in := range spec.Inputs {
-		initArgs = append(initArgs, "--input", in.Raw)
+		initArgs.Inputs = append(initArgs.Inputs, in.Raw)
 		inVars = append(inVars, in.Vars...)
 	}
-	if !spec.Unpack {
-		initArgs = append(initArgs, "--unpack=false")
-	}
-	if spec.Debug {
-		initArgs = append(initArgs, "--debug")
-	}
-	initC := m.container(InitContainerName, spec, app, initArgs, inVars)
+	initC := m.container(InitContainerName, spec, app, initArgs.Args(), inVars)
 	initC.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 	ops = append(ops, appendOp("/spec/initContainers", present(pod.Spec.InitContainers), initC))
 
 	// app container: the launcher runs the original argv
-	launch := []string{LauncherPath, "launch", "--share", MountPath}
-	if spec.InputPath != "" {
-		launch = append(launch, "--input-path", spec.InputPath)
-	}
-	if spec.OutputPath != "" {
-		launch = append(launch, "--output-path", spec.OutputPath)
-	}
-	if spec.OutputPipe != "" {
-		launch = append(launch, "--output-pipe", spec.OutputPipe)
-	}
-	if spec.Debug {
-		launch = append(launch, "--debug")
-	}
-	launch = append(launch, "--")
-	launch = append(launch, command...)
+	launch := append([]string{contract.LauncherPath}, contract.LaunchArgs{Share: contract.MountPath,
+		InputPath: spec.InputPath, OutputPath: spec.OutputPath, OutputPipe: spec.OutputPipe,
+		Debug: spec.Debug, Argv: command}.Args()...)
 	ops = append(ops, setOp(cpath+"/command", present(app.Command), launch))
 	if setArgs {
 		ops = append(ops, setOp(cpath+"/args", present(app.Args), imageArgs))
@@ -217,13 +201,8 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 
 	// push sidecar
 	if spec.Output != nil {
-		pushArgs := []string{"push", "--share", MountPath, "--output", spec.Output.Raw}
-		if spec.PushOnFailure {
-			pushArgs = append(pushArgs, "--push-on-failure")
-		}
-		if spec.Debug {
-			pushArgs = append(pushArgs, "--debug")
-		}
+		pushArgs := contract.PushArgs{Share: contract.MountPath, Output: spec.Output.Raw,
+			PushOnFailure: spec.PushOnFailure, Debug: spec.Debug}.Args()
 		push := m.container(PushContainerName, spec, app, pushArgs, spec.Output.Vars)
 		ops = append(ops, Op{Op: "add", Path: "/spec/containers/-", Value: push})
 	}
@@ -241,13 +220,13 @@ func (m *Mutator) container(name string, spec *Spec, app *corev1.Container, args
 		Name:                     name,
 		Image:                    spec.Image,
 		ImagePullPolicy:          cfg.Sidecar.ImagePullPolicy,
-		Command:                  []string{SidecarBinary},
+		Command:                  []string{contract.SidecarBinary},
 		Args:                     args,
 		EnvFrom:                  envFrom,
 		Env:                      env,
 		Resources:                *cfg.Sidecar.Resources.DeepCopy(),
 		SecurityContext:          cfg.Sidecar.SecurityContext.DeepCopy(),
-		VolumeMounts:             []corev1.VolumeMount{{Name: VolumeName, MountPath: MountPath}},
+		VolumeMounts:             []corev1.VolumeMount{{Name: VolumeName, MountPath: contract.MountPath}},
 		TerminationMessagePath:   corev1.TerminationMessagePathDefault,
 		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 	}
@@ -261,8 +240,8 @@ func (m *Mutator) registryEnv(spec *Spec) []corev1.EnvVar {
 		host, plain, secret = spec.Registry, cfg.plainHTTP(spec.Registry), spec.OrasEnv
 	}
 	env := []corev1.EnvVar{
-		{Name: EnvRegistry, Value: host},
-		{Name: EnvPlainHTTP, Value: fmt.Sprint(plain)},
+		{Name: contract.EnvRegistry, Value: host},
+		{Name: contract.EnvPlainHTTP, Value: fmt.Sprint(plain)},
 	}
 	if secret != "" {
 		ref := func(key string) *corev1.EnvVarSource {
@@ -270,10 +249,10 @@ func (m *Mutator) registryEnv(spec *Spec) []corev1.EnvVar {
 				LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}
 		}
 		env = append(env,
-			corev1.EnvVar{Name: EnvUsername, ValueFrom: ref(SecretKeyUsername)},
-			corev1.EnvVar{Name: EnvPassword, ValueFrom: ref(SecretKeyPassword)})
+			corev1.EnvVar{Name: contract.EnvUsername, ValueFrom: ref(SecretKeyUsername)},
+			corev1.EnvVar{Name: contract.EnvPassword, ValueFrom: ref(SecretKeyPassword)})
 	}
-	return append(env, corev1.EnvVar{Name: EnvTimeout, Value: cfg.Sidecar.Timeout.Duration.String()})
+	return append(env, corev1.EnvVar{Name: contract.EnvTimeout, Value: cfg.Sidecar.Timeout.Duration.String()})
 }
 
 // copyVars returns the app container's env entries the variables need (and those their values

@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // Denial is one reason to refuse a pod. Message names the annotation (when there is one) and
@@ -465,8 +467,8 @@ func (p *parser) path(key, v string, absolute bool) bool {
 		}
 	}
 	clean := path.Clean(v)
-	if clean == MountPath || strings.HasPrefix(clean, MountPath+"/") {
-		p.deny(key, ReasonReservedName, "%q is inside %s, which oras-cache reserves; choose another directory", v, MountPath)
+	if clean == contract.MountPath || strings.HasPrefix(clean, contract.MountPath+"/") {
+		p.deny(key, ReasonReservedName, "%q is inside %s, which oras-cache reserves; choose another directory", v, contract.MountPath)
 		return false
 	}
 	return true
@@ -486,7 +488,7 @@ func (p *parser) reserved() {
 		}
 		for _, m := range mounts {
 			clean := path.Clean(m.MountPath)
-			if clean == MountPath || strings.HasPrefix(clean, MountPath+"/") {
+			if clean == contract.MountPath || strings.HasPrefix(clean, contract.MountPath+"/") {
 				p.deny("", ReasonReservedName, "%s %q mounts %s, a path oras-cache reserves; mount elsewhere", kind, name, m.MountPath)
 			}
 		}

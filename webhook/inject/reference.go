@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // Reference is an artifact reference from an annotation.
@@ -87,8 +89,7 @@ func validateVarName(name string) error {
 }
 
 // ParseReference parses an artifact reference: "repo:tag", "repo@sha256:…", "repo:tag@sha256:…"
-// relative to the cache, or "host[:port]/repo…" (the first component is a host when it contains
-// '.' or ':' or is "localhost"). $(VAR) may appear in the repository and the tag.
+// relative to the cache, or "host[:port]/repo…" (contract.SplitHost decides). $(VAR) may appear in the repository and the tag.
 func ParseReference(s string) (Reference, error) {
 	ref := Reference{Raw: s}
 	if s == "" {
@@ -121,17 +122,14 @@ func ParseReference(s string) (Reference, error) {
 			return ref, fmt.Errorf("%q: digest %q is not sha256:<64 hex> (or sha512:<128 hex>)", s, ref.Digest)
 		}
 	}
-	if i := strings.IndexByte(rawName, '/'); i > 0 {
-		first := rawName[:i]
-		if strings.ContainsAny(first, ".:") || first == "localhost" {
-			if strings.Contains(first, "$(") {
-				return ref, fmt.Errorf("%q: $(VAR) is not allowed in the registry host", s)
-			}
-			ref.Host = first
-			name = name[len(first)+1:]
-			if err := validateHost(first); err != nil {
-				return ref, fmt.Errorf("%q: %v", s, err)
-			}
+	if first, _ := contract.SplitHost(rawName); first != "" {
+		if strings.Contains(first, "$(") {
+			return ref, fmt.Errorf("%q: $(VAR) is not allowed in the registry host", s)
+		}
+		ref.Host = first
+		name = name[len(first)+1:]
+		if err := validateHost(first); err != nil {
+			return ref, fmt.Errorf("%q: %v", s, err)
 		}
 	}
 	if i := strings.LastIndexByte(name, ':'); i >= 0 {

@@ -1,59 +1,52 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 func cmdInit(args []string) int {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	share := fs.String("share", "/oras-cache", "the shared volume")
-	var inputs multiFlag
-	fs.Var(&inputs, "input", "input artifact reference (repeatable); input i goes to <share>/inputs/<i>/")
-	unpack := fs.Bool("unpack", true, "unpack directory layers (false: keep them as <title>.tar.gz)")
-	debug := fs.Bool("debug", false, "verbose logs")
-	if err := fs.Parse(args); err != nil {
+	a, err := contract.ParseInit(args)
+	if err != nil {
+		usageError(err)
 		return exitUsage
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "init: unexpected arguments %q\n", fs.Args())
-		return exitUsage
-	}
-	log, client, _, err := setup("init", *debug)
+	share := a.Share
+	log, client, _, err := setup(contract.RoleInit, a.Debug)
 	if err != nil {
 		log.Error("configuration", "error", err.Error())
 		return exitFailed
 	}
-	for _, d := range []string{"bin", "inputs", "outputs", "run"} {
-		p := filepath.Join(*share, d)
+	for _, d := range contract.Dirs {
+		p := share.Dir(d)
 		if err := os.MkdirAll(p, 0o777); err != nil {
 			log.Error("preparing the share", "error", err.Error())
 			return exitFailed
 		}
 		mode := os.FileMode(0o777)
-		if d == "bin" {
+		if d == contract.BinDir {
 			mode = 0o755
 		}
 		_ = os.Chmod(p, mode)
 	}
-	if err := copySelf(filepath.Join(*share, "bin", "oras-cache-sidecar")); err != nil {
+	if err := copySelf(share.Launcher()); err != nil {
 		log.Error("copying the launcher into the share", "error", err.Error())
 		return exitFailed
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	for i, ref := range inputs {
-		dest := filepath.Join(*share, "inputs", fmt.Sprint(i))
+	for i, ref := range a.Inputs {
+		dest := share.Input(i)
 		if err := os.RemoveAll(dest); err != nil { // left by an earlier attempt of this init container
 			log.Error("preparing the input directory", "error", err.Error())
 			return exitFailed
 		}
-		res, err := client.Pull(ctx, ref, dest, artifact.PullOptions{KeepArchives: !*unpack, ReadableByAll: true})
+		res, err := client.Pull(ctx, ref, dest, artifact.PullOptions{KeepArchives: a.KeepArchives, ReadableByAll: true})
 		if err != nil {
 			log.Error("input unavailable: the app will not start", "input", ref, "error", err.Error())
 			fmt.Fprintf(os.Stderr, "oras-cache init: input %s: %v\n", ref, err)

@@ -10,15 +10,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
 )
 
@@ -60,13 +61,13 @@ func run(args []string) int {
 		return exitUsage
 	}
 	switch args[0] {
-	case "init":
+	case contract.RoleInit:
 		return cmdInit(args[1:])
-	case "launch":
+	case contract.RoleLaunch:
 		return cmdLaunch(args[1:])
-	case "push":
+	case contract.RolePush:
 		return cmdPush(args[1:])
-	case "selftest":
+	case contract.RoleSelftest:
 		return cmdSelftest(args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
@@ -77,10 +78,12 @@ func run(args []string) int {
 	}
 }
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+// usageError reports a bad command line; the flag package has already printed its own errors.
+func usageError(err error) {
+	if !errors.Is(err, contract.ErrFlags) {
+		fmt.Fprintln(os.Stderr, err)
+	}
+}
 
 func newLogger(debug bool, role string) *slog.Logger {
 	level := slog.LevelInfo

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
@@ -325,7 +326,7 @@ func TestUsageErrors(t *testing.T) {
 func TestTerminationMessageStaysUnder4KiB(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "term")
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	writeTermination(path, termination{Reference: "r", Error: strings.Repeat("é", 5000)}, log)
+	writeTermination(path, contract.Termination{Reference: "r", Error: strings.Repeat("é", 5000)}, log)
 	m := readTermination(t, path)
 	if !strings.HasSuffix(fmt.Sprint(m["error"]), "...") {
 		t.Fatalf("not truncated: %v", m)

@@ -1,79 +1,68 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/marker"
-	"github.com/converged-computing/oras-cache/sidecar/transfer"
 )
 
 func cmdPush(args []string) int {
-	fs := flag.NewFlagSet("push", flag.ContinueOnError)
-	share := fs.String("share", "/oras-cache", "the shared volume")
-	output := fs.String("output", "", "artifact reference to push to (a tag; relative to $ORAS_CACHE_REGISTRY when it has no host)")
-	pushOnFailure := fs.Bool("push-on-failure", false, "push the output even when the app failed")
-	termLog := fs.String("termination-log", "/dev/termination-log", "where to write the JSON termination message (\"\" = stdout only)")
-	startTimeout := fs.Duration("start-timeout", marker.DefaultStart, "give up when no launcher runs in the app container for this long")
-	poll := fs.Duration("poll", marker.DefaultPoll, "marker polling interval")
-	debug := fs.Bool("debug", false, "verbose logs")
-	if err := fs.Parse(args); err != nil {
+	a, err := contract.ParsePush(args)
+	if err != nil {
+		usageError(err)
 		return exitUsage
 	}
-	if *output == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "push: --output REF is required and there are no positional arguments")
-		return exitUsage
-	}
-	log, client, _, err := setup("push", *debug)
-	t := termination{Reference: *output, Pod: os.Getenv("HOSTNAME")}
+	output, termLog := a.Output, a.TerminationLogPath()
+	log, client, _, err := setup(contract.RolePush, a.Debug)
+	t := contract.Termination{Reference: output, Pod: os.Getenv("HOSTNAME")}
 	if err != nil {
 		t.Error = "configuration: " + err.Error()
 		log.Error("configuration", "error", err.Error())
-		writeTermination(*termLog, t, log)
+		writeTermination(termLog, t, log)
 		return exitFailed
 	}
 	// A bad reference fails now, not after the app ran.
-	ref, err := artifact.ParseRef(*output, os.Getenv(transfer.EnvRegistry))
+	ref, err := artifact.ParseRef(output, os.Getenv(contract.EnvRegistry))
 	if err == nil {
 		_, derr := ref.Digest()
 		if derr == nil {
-			err = fmt.Errorf("--output %s must be a tag, not a digest", *output)
+			err = fmt.Errorf("--output %s must be a tag, not a digest", output)
 		}
 	}
 	if err != nil {
 		t.Error = err.Error()
 		log.Error("invalid output reference", "error", err.Error())
-		writeTermination(*termLog, t, log)
+		writeTermination(termLog, t, log)
 		return exitFailed
 	}
 	t.Reference = ref.String()
 	ctx, cancel := signalContext()
 	defer cancel()
-	runDir := filepath.Join(*share, "run")
+	runDir := a.Share.Dir(contract.RunDir)
 	log.Info("waiting for the app", "runDir", runDir)
-	d, err := marker.Wait(runDir, marker.WaitOptions{Poll: *poll, StartTimeout: *startTimeout,
+	d, err := marker.Wait(runDir, marker.WaitOptions{Poll: a.Poll, StartTimeout: a.StartTimeout,
 		OnRunning: func(id string) { log.Info("app running", "runId", id) }}, ctx.Done())
 	if err != nil {
 		t.Error = err.Error()
 		t.RunID = d.RunID
 		log.Error("no result from the app", "error", err.Error())
-		writeTermination(*termLog, t, log)
+		writeTermination(termLog, t, log)
 		return exitFailed
 	}
 	t.RunID = d.RunID
 	code := d.ExitCode
 	t.ExitCode = &code
 	log.Info("app finished", "runId", d.RunID, "exitCode", d.ExitCode, "signal", d.Signal, "outputs", d.Outputs, "launcherError", d.Error)
-	if d.Failed() && !*pushOnFailure {
+	if d.Failed() && !a.PushOnFailure {
 		t.Skipped = fmt.Sprintf("the app failed (exit code %d", d.ExitCode)
 		if d.Error != "" {
 			t.Skipped += "; " + d.Error
 		}
 		t.Skipped += "); nothing pushed (see push-on-failure)"
-		writeTermination(*termLog, t, log)
+		writeTermination(termLog, t, log)
 		_ = marker.MarkHandled(runDir, d.RunID)
 		return exitSkipped
 	}
@@ -83,22 +72,22 @@ func cmdPush(args []string) int {
 			t.Error += ": " + d.Error
 		}
 		log.Error("nothing to push", "error", t.Error)
-		writeTermination(*termLog, t, log)
+		writeTermination(termLog, t, log)
 		return exitFailed
 	}
 	var paths []string
 	for _, o := range d.Outputs {
-		paths = append(paths, filepath.Join(*share, "outputs", o))
+		paths = append(paths, a.Share.Output(o))
 	}
-	res, err := client.Push(ctx, *output, paths, artifact.PushOptions{})
+	res, err := client.Push(ctx, output, paths, artifact.PushOptions{})
 	if err != nil {
 		t.Error = err.Error()
-		log.Error("push failed", "output", *output, "error", err.Error())
-		writeTermination(*termLog, t, log)
+		log.Error("push failed", "output", output, "error", err.Error())
+		writeTermination(termLog, t, log)
 		return exitFailed
 	}
 	t.Reference, t.PushResult = res.Reference, &res
-	writeTermination(*termLog, t, log)
+	writeTermination(termLog, t, log)
 	_ = marker.MarkHandled(runDir, d.RunID)
 	return exitOK
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,21 +11,21 @@ import (
 	"time"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 func cmdSelftest(args []string) int {
-	fs := flag.NewFlagSet("selftest", flag.ContinueOnError)
-	reference := fs.String("reference", "oras-cache/selftest:latest", "where to push the test artifact")
-	debug := fs.Bool("debug", false, "verbose logs")
-	if err := fs.Parse(args); err != nil {
+	a, err := contract.ParseSelftest(args)
+	if err != nil {
+		usageError(err)
 		return exitUsage
 	}
-	log, client, _, err := setup("selftest", *debug)
+	log, client, _, err := setup(contract.RoleSelftest, a.Debug)
 	if err != nil {
 		log.Error("configuration", "error", err.Error())
 		return exitFailed
 	}
-	if err := selftest(client, *reference, log); err != nil {
+	if err := selftest(client, a.Reference, log); err != nil {
 		log.Error("selftest failed", "error", err.Error())
 		fmt.Fprintf(os.Stderr, "selftest FAILED: %v\n", err)
 		return exitFailed

@@ -7,26 +7,13 @@ import (
 	"os"
 	"strings"
 
-	"github.com/converged-computing/oras-cache/sidecar/artifact"
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
-// termination is the JSON termination message of the push container (< 4 KiB).
-type termination struct {
-	// Reference is known before the push, so failures report it too; it shadows
-	// PushResult.Reference, which is the same reference once pushed.
-	Reference string `json:"reference,omitempty"`
-	// PushResult is set only by a successful push; nil leaves its fields out.
-	*artifact.PushResult
-	ExitCode *int   `json:"exitCode,omitempty"`
-	RunID    string `json:"runId,omitempty"`
-	Pod      string `json:"pod,omitempty"`
-	Skipped  string `json:"skipped,omitempty"`
-	Error    string `json:"error,omitempty"`
-}
-
+// maxTermination keeps the message under the kubelet's 4096-byte limit.
 const maxTermination = 4000
 
-func writeTermination(path string, t termination, log *slog.Logger) {
+func writeTermination(path string, t contract.Termination, log *slog.Logger) {
 	b, _ := json.Marshal(t)
 	for len(b) > maxTermination {
 		// Shorten the longest free-text field on a rune boundary until the message fits.

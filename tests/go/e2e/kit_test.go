@@ -33,6 +33,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 const (
@@ -256,23 +258,16 @@ func terminated(t testing.TB, ns, pod, container string) *corev1.ContainerStateT
 	return st
 }
 
-// pushResult is the termination message of the push sidecar.
-type pushResult struct {
-	Reference  string `json:"reference"`
-	Digest     string `json:"digest"`
-	Size       int64  `json:"size"`
-	Files      int    `json:"files"`
-	DurationMs int64  `json:"durationMs"`
-	Skipped    string `json:"skipped"`
-	ExitCode   *int   `json:"exitCode"`
-}
-
-func pushMessage(t testing.TB, ns, pod string) pushResult {
+// pushMessage reads the termination message of the push sidecar, which must report a push.
+func pushMessage(t testing.TB, ns, pod string) contract.Termination {
 	t.Helper()
 	st := terminated(t, ns, pod, "oras-cache-push")
-	var r pushResult
+	var r contract.Termination
 	if err := json.Unmarshal([]byte(st.Message), &r); err != nil {
 		t.Fatalf("termination message of %s/oras-cache-push is not JSON: %v\n%s", pod, err, st.Message)
+	}
+	if r.PushResult == nil {
+		t.Fatalf("termination message of %s/oras-cache-push reports no push: %s", pod, st.Message)
 	}
 	return r
 }
