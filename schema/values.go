@@ -252,6 +252,8 @@ type Sidecar struct {
 	AllowImageOverride bool `json:"allowImageOverride"`
 	// Total deadline of one pull or push, retries included (Go duration).
 	Timeout string `json:"timeout" jsonschema:"required,pattern=^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$"`
+	// sizeLimit of the `oras-cache` emptyDir of every injected pod, which holds the pulled inputs (unpacked) and a copy of the output: a pod writing more is evicted by the kubelet instead of filling the node's disk. Raise it for larger data.
+	ShareSizeLimit string `json:"shareSizeLimit" jsonschema:"required,pattern=^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"`
 }
 
 // EntrypointLookup configures the webhook's reading of image configurations.

@@ -207,6 +207,35 @@ func TestDenyWebhookTable(t *testing.T) {
 				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "v", MountPath: "/oras-cache"}}
 			},
 			want: []string{"mounts /oras-cache", "mount elsewhere"}},
+		// the mutation adds the volume: a mount of it by name would give another container the share
+		{name: "other container mounts the share by name", ann: with(io, "container", "app"),
+			pod: func(p *corev1.Pod) {
+				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "spy", Image: "x:1",
+					VolumeMounts: []corev1.VolumeMount{{Name: "oras-cache", MountPath: "/elsewhere"}}})
+			},
+			want: []string{`container "spy" mounts the volume "oras-cache"`, "only oras-cache's own containers", "remove that volume mount"}, reason: inject.ReasonReservedName},
+		{name: "app container mounts the share by name", ann: io,
+			pod: func(p *corev1.Pod) {
+				p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "oras-cache", MountPath: "/data", ReadOnly: true}}
+			},
+			want: []string{`container "app" mounts the volume "oras-cache"`, P + "input-path"}},
+		{name: "init container mounts the share by name", ann: io,
+			pod: func(p *corev1.Pod) {
+				p.Spec.InitContainers = []corev1.Container{{Name: "prep", Image: "x:1",
+					VolumeMounts: []corev1.VolumeMount{{Name: "oras-cache", MountPath: "/x", SubPath: "run"}}}}
+			},
+			want: []string{`init container "prep" mounts the volume "oras-cache"`, "remove that volume mount"}},
+		{name: "ephemeral container mounts the share by name", ann: io,
+			pod: func(p *corev1.Pod) {
+				p.Spec.EphemeralContainers = []corev1.EphemeralContainer{{EphemeralContainerCommon: corev1.EphemeralContainerCommon{
+					Name: "debug", Image: "x:1", VolumeMounts: []corev1.VolumeMount{{Name: "oras-cache", MountPath: "/dbg"}}}}}
+			},
+			want: []string{`ephemeral container "debug" mounts the volume "oras-cache"`}},
+		{name: "container uses the share as a block device", ann: io,
+			pod: func(p *corev1.Pod) {
+				p.Spec.Containers[0].VolumeDevices = []corev1.VolumeDevice{{Name: "oras-cache", DevicePath: "/dev/x"}}
+			},
+			want: []string{`container "app" mounts the volume "oras-cache"`}},
 		{name: "entrypoint lookup fails", ann: io,
 			pod:    func(p *corev1.Pod) { p.Spec.Containers[0].Command = nil },
 			images: &whFakeImages{Err: errors.New("registry ghcr.io refused access (HTTP 401)")},
@@ -284,6 +313,8 @@ func TestWebhookConfigStrict(t *testing.T) {
 		"bad registry":     {strings.Replace(whBaseConfig, "host: cache-oras-cache-registry.jobs.svc.cluster.local:5000", "host: http://x", 1), "registry.host"},
 		"bad plain http":   {strings.Replace(whBaseConfig, "plainHTTPRegistries: []", "plainHTTPRegistries: [\"a b\"]", 1), "plainHTTPRegistries[0]"},
 		"bad timeout type": {strings.Replace(whBaseConfig, "timeout: 30m", "timeout: soon", 1), "soon"},
+		"zero share size":  {strings.Replace(whBaseConfig, "shareSizeLimit: 20Gi", "shareSizeLimit: \"0\"", 1), "sidecar.shareSizeLimit: must be positive"},
+		"bad share size":   {strings.Replace(whBaseConfig, "shareSizeLimit: 20Gi", "shareSizeLimit: lots", 1), "lots"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := inject.ParseConfig([]byte(tc.yaml))
@@ -293,7 +324,7 @@ func TestWebhookConfigStrict(t *testing.T) {
 		})
 	}
 	cfg := whConfig(t, "cacheName: c\nnamespace: no\nregistry: {host: 'r:5000'}\nsidecar: {image: 's:1'}\n")
-	if cfg.Namespace != "no" || cfg.Server.Port != 9443 || cfg.Server.Path != "/mutate-v1-pod" || cfg.Sidecar.Timeout.Duration.String() != "30m0s" || cfg.Sidecar.SecurityContext == nil {
+	if cfg.Namespace != "no" || cfg.Server.Port != 9443 || cfg.Server.Path != "/mutate-v1-pod" || cfg.Sidecar.Timeout.Duration.String() != "30m0s" || cfg.Sidecar.SecurityContext == nil || cfg.Sidecar.ShareSizeLimit != inject.DefaultShareSizeLimit {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigsjson "sigs.k8s.io/json"
 )
@@ -50,6 +51,11 @@ type SidecarConfig struct {
 	AllowImageOverride bool `json:"allowImageOverride,omitempty"`
 	// Timeout is the total deadline of one pull or push (ORAS_CACHE_TIMEOUT).
 	Timeout metav1.Duration `json:"timeout,omitempty"`
+	// ShareSizeLimit is the sizeLimit of the oras-cache emptyDir (inputs, the output copy, the
+	// launcher): a pod writing more is evicted by the kubelet rather than filling the node.
+	ShareSizeLimit string `json:"shareSizeLimit,omitempty"`
+	// shareSize is ShareSizeLimit parsed (by Validate)
+	shareSize resource.Quantity
 }
 
 // EntrypointLookupConfig configures reading ENTRYPOINT/CMD from image configs.
@@ -70,14 +76,15 @@ type ServerConfig struct {
 
 // Defaults of the optional Config fields.
 const (
-	DefaultTimeout       = 30 * time.Minute
-	DefaultLookupTimeout = 10 * time.Second
-	DefaultPort          = 9443
-	DefaultPath          = "/mutate-v1-pod"
-	DefaultCertDir       = "/etc/oras-cache/tls"
-	DefaultMetricsAddr   = ":8080"
-	DefaultHealthAddr    = ":8081"
-	DefaultConfigPath    = "/etc/oras-cache/config.yaml"
+	DefaultTimeout        = 30 * time.Minute
+	DefaultShareSizeLimit = "20Gi"
+	DefaultLookupTimeout  = 10 * time.Second
+	DefaultPort           = 9443
+	DefaultPath           = "/mutate-v1-pod"
+	DefaultCertDir        = "/etc/oras-cache/tls"
+	DefaultMetricsAddr    = ":8080"
+	DefaultHealthAddr     = ":8081"
+	DefaultConfigPath     = "/etc/oras-cache/config.yaml"
 )
 
 // RestrictedSecurityContext is the default securityContext of the injected containers: it
@@ -147,6 +154,9 @@ func (c *Config) SetDefaults() {
 	if c.Sidecar.Timeout.Duration == 0 {
 		c.Sidecar.Timeout.Duration = DefaultTimeout
 	}
+	if c.Sidecar.ShareSizeLimit == "" {
+		c.Sidecar.ShareSizeLimit = DefaultShareSizeLimit
+	}
 	if c.EntrypointLookup.Timeout.Duration == 0 {
 		c.EntrypointLookup.Timeout.Duration = DefaultLookupTimeout
 	}
@@ -200,6 +210,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Sidecar.Timeout.Duration < 0 {
 		bad("sidecar.timeout", "must be positive")
+	}
+	if q, err := resource.ParseQuantity(c.Sidecar.ShareSizeLimit); err != nil {
+		bad("sidecar.shareSizeLimit", "%q is not a quantity such as 20Gi", c.Sidecar.ShareSizeLimit)
+	} else if q.Sign() <= 0 {
+		bad("sidecar.shareSizeLimit", "must be positive")
+	} else {
+		c.Sidecar.shareSize = q
 	}
 	if c.EntrypointLookup.Timeout.Duration < 0 {
 		bad("entrypointLookup.timeout", "must be positive")

@@ -175,7 +175,7 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 
 	ops := []Op{appendOp("/spec/volumes", present(pod.Spec.Volumes), corev1.Volume{
 		Name:         VolumeName,
-		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
+		VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: &m.Config.Sidecar.shareSize}},
 	})}
 
 	// init container: install the launcher, pull the inputs

@@ -3,6 +3,7 @@ package inject
 import (
 	"fmt"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -482,9 +483,16 @@ func (p *parser) reserved() {
 			p.deny("", ReasonReservedName, "the pod already has a volume named %q, which oras-cache reserves; rename it", VolumeName)
 		}
 	}
-	check := func(kind string, name string, mounts []corev1.VolumeMount) {
+	check := func(kind string, name string, mounts []corev1.VolumeMount, devices []corev1.VolumeDevice) {
 		if name == InitContainerName || name == PushContainerName {
 			p.deny("", ReasonReservedName, "the pod already has %s %q, a name oras-cache reserves; rename it", kind, name)
+		}
+		// the mutation adds the volume, which would make a mount of it by name (at any path) valid:
+		// only oras-cache's own containers may see the share (inputs, outputs, the push records)
+		mountsShare := slices.ContainsFunc(mounts, func(m corev1.VolumeMount) bool { return m.Name == VolumeName }) ||
+			slices.ContainsFunc(devices, func(d corev1.VolumeDevice) bool { return d.Name == VolumeName })
+		if mountsShare {
+			p.deny("", ReasonReservedName, "%s %q mounts the volume %q, which only oras-cache's own containers may mount; remove that volume mount (the app container gets its inputs in %s and gives its output through %s)", kind, name, VolumeName, AnnotationInputPath, AnnotationOutputPath)
 		}
 		for _, m := range mounts {
 			clean := path.Clean(m.MountPath)
@@ -494,13 +502,13 @@ func (p *parser) reserved() {
 		}
 	}
 	for _, c := range s.InitContainers {
-		check("init container", c.Name, c.VolumeMounts)
+		check("init container", c.Name, c.VolumeMounts, c.VolumeDevices)
 	}
 	for _, c := range s.Containers {
-		check("container", c.Name, c.VolumeMounts)
+		check("container", c.Name, c.VolumeMounts, c.VolumeDevices)
 	}
 	for _, c := range s.EphemeralContainers {
-		check("ephemeral container", c.Name, c.VolumeMounts)
+		check("ephemeral container", c.Name, c.VolumeMounts, c.VolumeDevices)
 	}
 }
 
