@@ -52,15 +52,15 @@ func TestWebhookManyVariablesAdmitted(t *testing.T) {
 	h := whHandler(t)
 	raw := whMustJSON(t, pod)
 	res, err := h.Mutator.Mutate(context.Background(), "jobs", raw)
-	if err != nil || len(res.Denials) > 0 || res.Spec == nil {
+	if err != nil || len(res.Denials) > 0 || res.Plan == nil {
 		t.Fatalf("10 000 $(VAR) references not admitted: %v %v", err, res.Message())
 	}
 	vars := 0
-	for _, in := range res.Spec.Inputs {
+	for _, in := range res.Plan.Inputs {
 		vars += len(in.Vars)
 	}
-	if len(res.Spec.Inputs) != 1000 || vars != 10000 {
-		t.Fatalf("%d inputs, %d variables; want 1000 and 10000", len(res.Spec.Inputs), vars)
+	if len(res.Plan.Inputs) != 1000 || vars != 10000 {
+		t.Fatalf("%d inputs, %d variables; want 1000 and 10000", len(res.Plan.Inputs), vars)
 	}
 	out := whCheckMutation(t, h.Mutator, "jobs", raw, res)
 	mutated, _, err := whStrictPod(out)
@@ -83,7 +83,7 @@ func TestWebhookManyVariablesAdmitted(t *testing.T) {
 	}
 	// the same number of distinct variables in one path
 	res, err = h.Mutator.Mutate(context.Background(), "jobs", whMustJSON(t, whManyVarsPod(10000, true)))
-	if err != nil || res.Spec == nil || strings.Count(res.Spec.InputPath, "$(") != 10000 {
+	if err != nil || res.Plan == nil || strings.Count(res.Plan.InputPath, "$(") != 10000 {
 		t.Fatalf("10 000 $(VAR) in input-path not admitted: %v %s", err, res.Message())
 	}
 }
@@ -95,7 +95,7 @@ func TestWebhookManyVariablesAllocationsLinear(t *testing.T) {
 	allocs := func(n int) float64 {
 		raw := whMustJSON(t, whManyVarsPod(n, false))
 		return testing.AllocsPerRun(3, func() {
-			if res, err := h.Mutator.Mutate(context.Background(), "jobs", raw); err != nil || res.Spec == nil {
+			if res, err := h.Mutator.Mutate(context.Background(), "jobs", raw); err != nil || res.Plan == nil {
 				t.Fatalf("not admitted: %v", err)
 			}
 		})

@@ -83,7 +83,7 @@ func whCheckMutation(t testing.TB, m *inject.Mutator, ns string, in []byte, res 
 	if err := json.Unmarshal(out, &outDoc); err != nil {
 		t.Fatal(err)
 	}
-	app := res.Spec.ContainerIndex
+	app := res.Plan.ContainerIndex
 	owned := func(p string) bool {
 		return p == fmt.Sprintf("/spec/containers/%d/command", app) || p == fmt.Sprintf("/spec/containers/%d/args", app)
 	}
@@ -132,7 +132,7 @@ func whCheckMutation(t testing.TB, m *inject.Mutator, ns string, in []byte, res 
 		}
 	}
 	want := 1
-	if res.Spec.Output != nil {
+	if res.Plan.Output != nil {
 		want = 2
 	}
 	if len(injected) != want {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestWebhookParseReference(t *testing.T) {
@@ -129,5 +130,55 @@ func TestWebhookCopyVars(t *testing.T) {
 	}
 	if env, envFrom = copyVars(app, nil); env != nil || envFrom != nil {
 		t.Fatal("nothing to copy")
+	}
+}
+
+// Every reference in a Plan carries the annotation it was written in, and denials about it name
+// that annotation (here an undefined variable in the second list entry).
+func TestWebhookPlanReferencesKeepTheirAnnotation(t *testing.T) {
+	cfg := &Config{CacheName: "c"}
+	cfg.SetDefaults()
+	pod := func(extra map[string]string) *corev1.Pod {
+		ann := map[string]string{
+			AnnotationCache:                    "c",
+			AnnotationInputURI:                 "a:1, b:$(V)",
+			AnnotationInputURIListPrefix + "7": "c:1",
+			AnnotationInputURIListPrefix + "2": "d:$(V)",
+			AnnotationOutputURI:                "out:$(V)",
+			AnnotationOutputPath:               "/out",
+		}
+		for k, v := range extra {
+			ann[k] = v
+		}
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Annotations: ann},
+			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{
+				{Name: "app", Command: []string{"x"}, Env: []corev1.EnvVar{{Name: "V", Value: "v"}}}}},
+		}
+	}
+	res := Parse(cfg, pod(nil))
+	if res.Plan == nil {
+		t.Fatalf("denied: %s", res.Message())
+	}
+	var got []string
+	for _, in := range res.Plan.Inputs {
+		got = append(got, in.Raw+" from "+strings.TrimPrefix(in.Annotation, Prefix))
+	}
+	want := []string{"a:1 from input-uri", "b:$(V) from input-uri", "d:$(V) from input-uri_2", "c:1 from input-uri_7"}
+	if !reflect.DeepEqual(got, want) || res.Plan.Output.Annotation != AnnotationOutputURI {
+		t.Fatalf("inputs %q, output from %q", got, res.Plan.Output.Annotation)
+	}
+
+	p := pod(nil)
+	p.Spec.Containers[0].Env = nil
+	res = Parse(cfg, p)
+	var keys []string
+	for _, d := range res.Denials {
+		if d.Reason == ReasonUndefinedVar {
+			keys = append(keys, strings.TrimPrefix(d.Annotation, Prefix))
+		}
+	}
+	if want := []string{"input-uri", "input-uri_2", "output-uri"}; !reflect.DeepEqual(keys, want) {
+		t.Fatalf("undefined-variable denials name %q, want %q", keys, want)
 	}
 }

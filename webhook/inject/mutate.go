@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	sigsjson "sigs.k8s.io/json"
@@ -33,49 +32,6 @@ type Mutator struct {
 	Images ImageResolver
 }
 
-// Result is the outcome of Mutate: exactly one of Skip, Denials or Patch is set.
-type Result struct {
-	// Skip says why the pod is admitted unchanged.
-	Skip string
-	// Denials say why the pod is refused.
-	Denials []*Denial
-	// Patch is the JSON patch to apply.
-	Patch []Op
-	// Spec is what the annotations asked for (when patched).
-	Spec *Spec
-}
-
-// Message joins the denials into what the user reads (and the webhook logs): at most
-// MaxDenials problems of at most MaxDenialLen bytes each, so its size is bounded whatever the pod.
-func (r *Result) Message() string {
-	var b strings.Builder
-	b.WriteString("oras-cache: ")
-	for i, d := range r.Denials {
-		if i == MaxDenials+1 { // the parser's "more not shown" is the one past MaxDenials
-			fmt.Fprintf(&b, "; and %d more problems not shown", len(r.Denials)-i)
-			break
-		}
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(truncate(d.Error(), MaxDenialLen))
-	}
-	return b.String()
-}
-
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "…(cut)"
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
-}
-
 // present tells whether a list field was in the incoming JSON: decoding leaves a slice nil when
 // the field is absent or null and makes it non-nil (even empty) when the JSON has a list, which
 // is exactly what decides between "add the list" and "append to the list".
@@ -87,19 +43,17 @@ func (m *Mutator) Mutate(ctx context.Context, namespace string, raw []byte) (*Re
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &pod); err != nil {
 		return nil, fmt.Errorf("decode pod: %w", err)
 	}
-	spec, skip, denials := Parse(m.Config, &pod)
-	if skip != "" {
-		return &Result{Skip: skip}, nil
+	res := Parse(m.Config, &pod)
+	if res.Plan == nil {
+		return res, nil
 	}
-	if len(denials) > 0 {
-		return &Result{Denials: denials}, nil
-	}
-	app := &pod.Spec.Containers[spec.ContainerIndex]
+	app := &pod.Spec.Containers[res.Plan.ContainerIndex]
 	command, args, setArgs, denial := m.appCommand(ctx, namespace, &pod, app)
 	if denial != nil {
 		return &Result{Denials: []*Denial{denial}}, nil
 	}
-	return &Result{Spec: spec, Patch: m.patch(&pod, spec, command, args, setArgs)}, nil
+	res.Patch = m.patch(&pod, res.Plan, command, args, setArgs)
+	return res, nil
 }
 
 // appCommand returns the argv the launcher runs (before the container's args) and, when the
@@ -167,8 +121,8 @@ func setOp(path string, exists bool, value any) Op {
 	return Op{Op: "add", Path: path, Value: value}
 }
 
-func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string, setArgs bool) []Op {
-	i := spec.ContainerIndex
+func (m *Mutator) patch(pod *corev1.Pod, plan *Plan, command, imageArgs []string, setArgs bool) []Op {
+	i := plan.ContainerIndex
 	app := &pod.Spec.Containers[i]
 	cpath := fmt.Sprintf("/spec/containers/%d", i)
 	mount := corev1.VolumeMount{Name: VolumeName, MountPath: contract.MountPath}
@@ -179,20 +133,20 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 	})}
 
 	// init container: install the launcher, pull the inputs
-	initArgs := contract.InitArgs{Share: contract.MountPath, KeepArchives: !spec.Unpack, Debug: spec.Debug}
+	initArgs := contract.InitArgs{Share: contract.MountPath, KeepArchives: !plan.Unpack, Debug: plan.Debug}
 	var inVars []string
-	for _, in := range spec.Inputs {
+	for _, in := range plan.Inputs {
 		initArgs.Inputs = append(initArgs.Inputs, in.Raw)
 		inVars = append(inVars, in.Vars...)
 	}
-	initC := m.container(InitContainerName, spec, app, initArgs.Args(), inVars)
+	initC := m.container(InitContainerName, plan, app, initArgs.Args(), inVars)
 	initC.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 	ops = append(ops, appendOp("/spec/initContainers", present(pod.Spec.InitContainers), initC))
 
 	// app container: the launcher runs the original argv
 	launch := append([]string{contract.LauncherPath}, contract.LaunchArgs{Share: contract.MountPath,
-		InputPath: spec.InputPath, OutputPath: spec.OutputPath, OutputPipe: spec.OutputPipe,
-		Debug: spec.Debug, Argv: command}.Args()...)
+		InputPath: plan.InputPath, OutputPath: plan.OutputPath, OutputPipe: plan.OutputPipe,
+		Debug: plan.Debug, Argv: command}.Args()...)
 	ops = append(ops, setOp(cpath+"/command", present(app.Command), launch))
 	if setArgs {
 		ops = append(ops, setOp(cpath+"/args", present(app.Args), imageArgs))
@@ -200,10 +154,10 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 	ops = append(ops, appendOp(cpath+"/volumeMounts", present(app.VolumeMounts), mount))
 
 	// push sidecar
-	if spec.Output != nil {
-		pushArgs := contract.PushArgs{Share: contract.MountPath, Output: spec.Output.Raw,
-			PushOnFailure: spec.PushOnFailure, Debug: spec.Debug}.Args()
-		push := m.container(PushContainerName, spec, app, pushArgs, spec.Output.Vars)
+	if plan.Output != nil {
+		pushArgs := contract.PushArgs{Share: contract.MountPath, Output: plan.Output.Raw,
+			PushOnFailure: plan.PushOnFailure, Debug: plan.Debug}.Args()
+		push := m.container(PushContainerName, plan, app, pushArgs, plan.Output.Vars)
 		ops = append(ops, Op{Op: "add", Path: "/spec/containers/-", Value: push})
 	}
 
@@ -212,13 +166,13 @@ func (m *Mutator) patch(pod *corev1.Pod, spec *Spec, command, imageArgs []string
 }
 
 // container builds an injected container running the sidecar binary.
-func (m *Mutator) container(name string, spec *Spec, app *corev1.Container, args, vars []string) corev1.Container {
+func (m *Mutator) container(name string, plan *Plan, app *corev1.Container, args, vars []string) corev1.Container {
 	cfg := m.Config
 	env, envFrom := copyVars(app, vars)
-	env = append(env, m.registryEnv(spec)...)
+	env = append(env, m.registryEnv(plan)...)
 	return corev1.Container{
 		Name:                     name,
-		Image:                    spec.Image,
+		Image:                    plan.Image,
 		ImagePullPolicy:          cfg.Sidecar.ImagePullPolicy,
 		Command:                  []string{contract.SidecarBinary},
 		Args:                     args,
@@ -233,11 +187,11 @@ func (m *Mutator) container(name string, spec *Spec, app *corev1.Container, args
 }
 
 // registryEnv is the registry address, transport, credentials and deadline of the sidecar.
-func (m *Mutator) registryEnv(spec *Spec) []corev1.EnvVar {
+func (m *Mutator) registryEnv(plan *Plan) []corev1.EnvVar {
 	cfg := m.Config
 	host, plain, secret := cfg.Registry.Host, cfg.Registry.PlainHTTP, cfg.Registry.AuthSecret
-	if spec.Registry != "" {
-		host, plain, secret = spec.Registry, cfg.plainHTTP(spec.Registry), spec.OrasEnv
+	if plan.Registry != "" {
+		host, plain, secret = plan.Registry, cfg.plainHTTP(plan.Registry), plan.OrasEnv
 	}
 	env := []corev1.EnvVar{
 		{Name: contract.EnvRegistry, Value: host},

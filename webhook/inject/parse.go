@@ -1,10 +1,10 @@
 package inject
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -14,63 +14,32 @@ import (
 	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
-// Denial is one reason to refuse a pod. Message names the annotation (when there is one) and
-// says what to change.
-type Denial struct {
-	// Annotation is the full annotation key at fault, "" for a pod-level problem.
-	Annotation string
-	// Reason is a short stable label (used in metrics).
-	Reason string
-	// Message is what the user reads.
-	Message string
-}
-
-func (d *Denial) Error() string {
-	if d.Annotation == "" {
-		return d.Message
-	}
-	return d.Annotation + ": " + d.Message
-}
-
-// Denial reasons (metric label values).
-const (
-	ReasonUnknownAnnotation = "unknown-annotation"
-	ReasonMissingCache      = "missing-oras-cache"
-	ReasonEmptyValue        = "empty-value"
-	ReasonInvalidReference  = "invalid-reference"
-	ReasonInvalidPath       = "invalid-path"
-	ReasonInvalidValue      = "invalid-value"
-	ReasonMissingPair       = "missing-companion"
-	ReasonContainer         = "container"
-	ReasonDuplicateInput    = "duplicate-input"
-	ReasonUndefinedVar      = "undefined-variable"
-	ReasonImageOverride     = "image-override-not-allowed"
-	ReasonReservedName      = "reserved-name"
-	ReasonEntrypointLookup  = "entrypoint-lookup"
-	ReasonNothingToDo       = "nothing-to-do"
-	ReasonStatus            = "status"
-	ReasonRestartPolicy     = "restart-policy"
-	ReasonTooLarge          = "too-many-annotations"
-	ReasonMore              = "more-not-shown"
-)
-
 // Bounds on what one pod may ask for, so that an admission costs little whatever the pod holds
-// (the API server allows 256 KiB of annotations), and on what a denial echoes back.
+// (the API server allows 256 KiB of annotations). Denials have their own bounds (deny.go).
 const (
 	// MaxAnnotations is the most annotations under Prefix a pod may carry (input-uri_<n> keys
 	// included; a longer list of inputs goes in input-uri, comma-separated).
 	MaxAnnotations = 256
 	// MaxAnnotationBytes bounds the total size (keys and values) of the annotations under Prefix.
 	MaxAnnotationBytes = 128 << 10
-	// MaxDenials is how many problems one denial lists; the rest are counted.
-	MaxDenials = 10
-	// MaxDenialLen bounds one problem's text (values are echoed, quoted, and cut here).
-	MaxDenialLen = 400
 )
 
-// Spec is what the annotations of an admitted pod ask for.
-type Spec struct {
-	// ContainerIndex is the index of the app container in spec.containers.
+// Result is the outcome of Parse and of Mutate: exactly one of Skip, Denials or Plan is set
+// (Mutate adds Patch to a Plan).
+type Result struct {
+	// Skip says why the pod is admitted unchanged.
+	Skip string
+	// Denials say why the pod is refused.
+	Denials []*Denial
+	// Plan is what the annotations ask for.
+	Plan *Plan
+	// Patch is the JSON patch that carries out Plan.
+	Patch []Op
+}
+
+// Plan is what the annotations of an admitted pod ask for.
+type Plan struct {
+	// ContainerIndex is the index of the app container in plan.containers.
 	ContainerIndex int
 	Inputs         []Reference
 	InputPath      string
@@ -96,30 +65,11 @@ type parser struct {
 	// dropped counts the denials beyond MaxDenials (not formatted: a pod with thousands of bad
 	// entries costs no more than one with MaxDenials)
 	dropped int
-	// inputKeys[i] is the annotation spec.Inputs[i] came from
-	inputKeys []string
 }
 
-func (p *parser) deny(key, reason, format string, args ...any) {
-	if len(p.denials) >= MaxDenials {
-		p.dropped++
-		return
-	}
-	p.denials = append(p.denials, &Denial{Annotation: key, Reason: reason, Message: fmt.Sprintf(format, args...)})
-}
-
-// result is the denials, with a last one counting those not shown.
-func (p *parser) result() []*Denial {
-	if p.dropped > 0 {
-		return append(p.denials, &Denial{Reason: ReasonMore, Message: fmt.Sprintf("and %d more problems not shown", p.dropped)})
-	}
-	return p.denials
-}
-
-// Parse reads the oras-cache annotations of pod. It returns skip != "" when the pod is not for
-// this webhook or is already injected (admit unchanged), denials when the pod must be refused,
-// and otherwise the Spec to apply.
-func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*Denial) {
+// Parse reads the oras-cache annotations of pod: a Skip when the pod is not for this webhook or
+// is already injected (admit unchanged), Denials when it must be refused, otherwise the Plan.
+func Parse(cfg *Config, pod *corev1.Pod) *Result {
 	p := &parser{cfg: cfg, pod: pod, ann: map[string]string{}}
 	var keys []string
 	size := 0
@@ -131,23 +81,23 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 		}
 	}
 	if len(keys) == 0 {
-		return nil, "no " + Prefix + " annotations", nil
+		return &Result{Skip: "no " + Prefix + " annotations"}
 	}
 	if cache, ok := p.ann[AnnotationCache]; ok && strings.TrimSpace(cache) != "" && cache != cfg.CacheName {
-		return nil, fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", cache, cfg.CacheName), nil
+		return &Result{Skip: fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", cache, cfg.CacheName)}
 	}
 	// checked before any per-key work, so the cost of a denial does not grow with the pod
 	if len(keys) > MaxAnnotations || size > MaxAnnotationBytes {
 		p.deny("", ReasonTooLarge, "the pod has %d annotations under %s (%d bytes); at most %d annotations and %d bytes are accepted: list inputs in %s (comma-separated) instead of many %s<n> keys, and remove unknown keys", len(keys), Prefix, size, MaxAnnotations, MaxAnnotationBytes, AnnotationInputURI, AnnotationInputURIListPrefix)
-		return nil, "", p.result()
+		return p.denied()
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	if v, ok := p.ann[AnnotationStatus]; ok {
 		if v == StatusInjected {
-			return nil, "already injected (" + AnnotationStatus + ": " + StatusInjected + ")", nil
+			return &Result{Skip: "already injected (" + AnnotationStatus + ": " + StatusInjected + ")"}
 		}
 		p.deny(AnnotationStatus, ReasonStatus, "is written by the webhook only (value %q); remove it", StatusInjected)
-		return nil, "", p.result()
+		return p.denied()
 	}
 	_, hasCache := p.ann[AnnotationCache]
 	// unknown keys first: a typo in the switch itself shows up here too
@@ -160,7 +110,7 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 			}
 			continue
 		}
-		if isKnown(k) {
+		if slices.Contains(KnownAnnotations, k) {
 			continue
 		}
 		if s := suggestAnnotation(k); s != "" {
@@ -175,7 +125,7 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 			others = append(others, strings.TrimPrefix(k, Prefix))
 		}
 		p.deny(AnnotationCache, ReasonMissingCache, "missing: the pod has %s but not the switch; add %s: %q (the oras-cache release in this namespace) or remove them", strings.Join(others, ", "), AnnotationCache, cfg.CacheName)
-		return nil, "", p.result()
+		return p.denied()
 	}
 	for _, k := range keys {
 		if strings.TrimSpace(p.ann[k]) != "" {
@@ -189,49 +139,40 @@ func Parse(cfg *Config, pod *corev1.Pod) (spec *Spec, skip string, denials []*De
 		p.deny(k, ReasonEmptyValue, "empty value; set a value or remove the annotation")
 	}
 	if len(p.denials) > 0 {
-		return nil, "", p.result()
+		return p.denied()
 	}
 
-	spec = &Spec{Unpack: true, Image: cfg.Sidecar.Image}
-	spec.ContainerIndex = p.container()
-	spec.PushOnFailure = p.boolean(AnnotationPushOnFailure, false)
-	spec.Unpack = p.boolean(AnnotationUnpack, true)
-	spec.Debug = p.boolean(AnnotationDebug, false)
-	p.registry(spec)
-	p.inputs(spec, inputKeys)
-	p.outputs(spec)
+	plan := &Plan{Unpack: true, Image: cfg.Sidecar.Image}
+	plan.ContainerIndex = p.container()
+	plan.PushOnFailure = p.boolean(AnnotationPushOnFailure, false)
+	plan.Unpack = p.boolean(AnnotationUnpack, true)
+	plan.Debug = p.boolean(AnnotationDebug, false)
+	p.registry(plan)
+	p.inputs(plan, inputKeys)
+	p.outputs(plan)
 	if v, ok := p.ann[AnnotationOrasContainer]; ok {
 		if !cfg.Sidecar.AllowImageOverride {
 			p.deny(AnnotationOrasContainer, ReasonImageOverride, "this cache does not allow choosing the sidecar image (chart value sidecar.allowImageOverride is false); remove the annotation")
 		} else if err := validateImage(v); err != nil {
 			p.deny(AnnotationOrasContainer, ReasonInvalidValue, "invalid image: %v", err)
 		} else {
-			spec.Image = v
+			plan.Image = v
 		}
 	}
-	if len(spec.Inputs) == 0 && spec.Output == nil && len(p.denials) == 0 {
+	if len(plan.Inputs) == 0 && plan.Output == nil && len(p.denials) == 0 {
 		p.deny(AnnotationCache, ReasonNothingToDo, "nothing to do: add %s and/or %s, or remove the annotation", AnnotationInputURI, AnnotationOutputURI)
 	}
 	p.reserved()
-	if spec.ContainerIndex >= 0 {
-		p.variables(spec)
+	if plan.ContainerIndex >= 0 {
+		p.variables(plan)
 	}
-	if spec.Output != nil && (pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Spec.RestartPolicy == "") {
+	if plan.Output != nil && (pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Spec.RestartPolicy == "") {
 		p.deny(AnnotationOutputURI, ReasonRestartPolicy, "needs a run-to-completion pod, but restartPolicy is Always (the push container would restart forever); set restartPolicy: Never or OnFailure (as in a Job)")
 	}
 	if len(p.denials) > 0 {
-		return nil, "", p.result()
+		return p.denied()
 	}
-	return spec, "", nil
-}
-
-func isKnown(k string) bool {
-	for _, known := range KnownAnnotations {
-		if k == known {
-			return true
-		}
-	}
-	return false
+	return &Result{Plan: plan}
 }
 
 func shortKnown() []string {
@@ -296,12 +237,12 @@ func (p *parser) boolean(key string, def bool) bool {
 	return def
 }
 
-func (p *parser) registry(spec *Spec) {
+func (p *parser) registry(plan *Plan) {
 	if v, ok := p.ann[AnnotationRegistry]; ok {
 		if err := validateHost(v); err != nil {
 			p.deny(AnnotationRegistry, ReasonInvalidValue, "%v; write the registry as host[:port], e.g. ghcr.io or registry.example.com:5000", err)
 		} else {
-			spec.Registry = v
+			plan.Registry = v
 		}
 	}
 	if v, ok := p.ann[AnnotationOrasEnv]; ok {
@@ -310,13 +251,14 @@ func (p *parser) registry(spec *Spec) {
 		} else if _, hasReg := p.ann[AnnotationRegistry]; !hasReg {
 			p.deny(AnnotationOrasEnv, ReasonMissingPair, "gives credentials for %s, which is not set; add it or remove %s (the cache's own credentials are used for it)", AnnotationRegistry, AnnotationOrasEnv)
 		} else {
-			spec.OrasEnv = v
+			plan.OrasEnv = v
 		}
 	}
 }
 
 func (p *parser) reference(key, value string, output bool) (Reference, bool) {
 	ref, err := ParseReference(value)
+	ref.Annotation = key
 	if err != nil {
 		p.deny(key, ReasonInvalidReference, "%v; use repo:tag or repo@sha256:<digest> in the cache, or host[:port]/repo:tag", err)
 		return ref, false
@@ -337,12 +279,8 @@ func (p *parser) reference(key, value string, output bool) (Reference, bool) {
 	return ref, true
 }
 
-func (p *parser) inputs(spec *Spec, listKeys []string) {
-	type entry struct {
-		key string
-		ref Reference
-	}
-	var all []entry
+func (p *parser) inputs(plan *Plan, listKeys []string) {
+	var all []Reference
 	if v, ok := p.ann[AnnotationInputURI]; ok {
 		for i, part := range strings.Split(v, ",") {
 			part = strings.TrimSpace(part)
@@ -351,7 +289,7 @@ func (p *parser) inputs(spec *Spec, listKeys []string) {
 				continue
 			}
 			if ref, ok := p.reference(AnnotationInputURI, part, false); ok {
-				all = append(all, entry{AnnotationInputURI, ref})
+				all = append(all, ref)
 			}
 		}
 	}
@@ -373,7 +311,7 @@ func (p *parser) inputs(spec *Spec, listKeys []string) {
 		seenN[n] = k
 		list = append(list, numbered{n, k})
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].n < list[j].n })
+	slices.SortFunc(list, func(a, b numbered) int { return cmp.Compare(a.n, b.n) })
 	for _, e := range list {
 		v := strings.TrimSpace(p.ann[e.key])
 		if strings.Contains(v, ",") {
@@ -381,26 +319,25 @@ func (p *parser) inputs(spec *Spec, listKeys []string) {
 			continue
 		}
 		if ref, ok := p.reference(e.key, v, false); ok {
-			all = append(all, entry{e.key, ref})
+			all = append(all, ref)
 		}
 	}
 	seen := map[string]string{}
-	for _, e := range all {
-		canon := e.ref.Host + "/" + e.ref.Raw
-		if e.ref.Host != "" {
-			canon = e.ref.Raw
+	for _, ref := range all {
+		canon := ref.Host + "/" + ref.Raw
+		if ref.Host != "" {
+			canon = ref.Raw
 		}
 		if prev, dup := seen[canon]; dup {
-			p.deny(e.key, ReasonDuplicateInput, "%q is already an input (in %s); list each artifact once", e.ref.Raw, prev)
+			p.deny(ref.Annotation, ReasonDuplicateInput, "%q is already an input (in %s); list each artifact once", ref.Raw, prev)
 			continue
 		}
-		seen[canon] = e.key
-		spec.Inputs = append(spec.Inputs, e.ref)
-		p.inputKeys = append(p.inputKeys, e.key)
+		seen[canon] = ref.Annotation
+		plan.Inputs = append(plan.Inputs, ref)
 	}
 	if v, ok := p.ann[AnnotationInputPath]; ok {
 		if p.path(AnnotationInputPath, v, true) {
-			spec.InputPath = v
+			plan.InputPath = v
 		}
 		if _, has := p.ann[AnnotationInputURI]; !has && len(listKeys) == 0 {
 			p.deny(AnnotationInputPath, ReasonMissingPair, "has no effect without %s; add the inputs or remove it", AnnotationInputURI)
@@ -413,12 +350,12 @@ func (p *parser) inputs(spec *Spec, listKeys []string) {
 	}
 }
 
-func (p *parser) outputs(spec *Spec) {
+func (p *parser) outputs(plan *Plan) {
 	uri, hasURI := p.ann[AnnotationOutputURI]
 	out, hasPath := p.ann[AnnotationOutputPath]
 	if hasURI {
 		if ref, ok := p.reference(AnnotationOutputURI, strings.TrimSpace(uri), true); ok {
-			spec.Output = &ref
+			plan.Output = &ref
 		}
 		if !hasPath {
 			p.deny(AnnotationOutputPath, ReasonMissingPair, "missing: %s needs the file or directory to push; add %s (absolute, or relative to the container's workingDir)", AnnotationOutputURI, AnnotationOutputPath)
@@ -426,7 +363,7 @@ func (p *parser) outputs(spec *Spec) {
 	}
 	if hasPath {
 		if p.path(AnnotationOutputPath, out, false) {
-			spec.OutputPath = out
+			plan.OutputPath = out
 		}
 		if !hasURI {
 			p.deny(AnnotationOutputPath, ReasonMissingPair, "has no effect without %s; add where to push it (repo:tag) or remove it", AnnotationOutputURI)
@@ -434,7 +371,7 @@ func (p *parser) outputs(spec *Spec) {
 	}
 	if v, ok := p.ann[AnnotationOutputPipe]; ok {
 		if p.path(AnnotationOutputPipe, v, false) {
-			spec.OutputPipe = v
+			plan.OutputPipe = v
 		}
 		if !hasURI {
 			p.deny(AnnotationOutputPipe, ReasonMissingPair, "has no effect without %s and %s; add them (e.g. push the pipe file itself) or remove it", AnnotationOutputURI, AnnotationOutputPath)
@@ -513,8 +450,8 @@ func (p *parser) reserved() {
 }
 
 // variables checks that every $(VAR) is defined in the app container.
-func (p *parser) variables(spec *Spec) {
-	c := &p.pod.Spec.Containers[spec.ContainerIndex]
+func (p *parser) variables(plan *Plan) {
+	c := &p.pod.Spec.Containers[plan.ContainerIndex]
 	defined := map[string]bool{}
 	for _, e := range c.Env {
 		defined[e.Name] = true
@@ -526,13 +463,13 @@ func (p *parser) variables(spec *Spec) {
 			}
 		}
 	}
-	for i, in := range spec.Inputs {
-		check(p.inputKeys[i], in.Vars)
+	for _, in := range plan.Inputs {
+		check(in.Annotation, in.Vars)
 	}
-	if spec.Output != nil {
-		check(AnnotationOutputURI, spec.Output.Vars)
+	if plan.Output != nil {
+		check(plan.Output.Annotation, plan.Output.Vars)
 	}
-	for _, kv := range [][2]string{{AnnotationInputPath, spec.InputPath}, {AnnotationOutputPath, spec.OutputPath}, {AnnotationOutputPipe, spec.OutputPipe}} {
+	for _, kv := range [][2]string{{AnnotationInputPath, plan.InputPath}, {AnnotationOutputPath, plan.OutputPath}, {AnnotationOutputPipe, plan.OutputPipe}} {
 		vars, _, _ := findVars(kv[1], varPlaceholder)
 		check(kv[0], vars)
 	}

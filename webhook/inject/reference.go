@@ -12,6 +12,9 @@ import (
 
 // Reference is an artifact reference from an annotation.
 type Reference struct {
+	// Annotation is the key it was written in (input-uri, input-uri_<n> or output-uri), named by
+	// any denial about it.
+	Annotation string
 	// Raw is the reference as written, $(VAR) included; it is passed to the sidecar unchanged
 	// (the kubelet expands the variables).
 	Raw string
