@@ -56,7 +56,7 @@ func TestPackDirIsReproducible(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := t.TempDir()
-	if _, err := Untar(gz, out, "data", 1<<30, false); err != nil {
+	if _, err := Untar(gz, out, "data", Limits{Bytes: 1 << 30, Entries: 1 << 20}, false); err != nil {
 		t.Fatal(err)
 	}
 	compareTrees(t, dir, filepath.Join(out, "data"))

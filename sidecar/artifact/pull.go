@@ -21,6 +21,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
+
+	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
 // maxManifestBytes bounds the manifest we read.
@@ -115,7 +117,7 @@ func (c *Client) Pull(ctx context.Context, rawRef, dest string, opts PullOptions
 		return fail(err)
 	}
 	defer os.RemoveAll(stage)
-	var budget = c.cfg.MaxUnpackSize
+	budget := Limits{Bytes: c.cfg.MaxUnpackSize, Entries: c.cfg.MaxUnpackEntries} // for the whole input
 	for _, l := range m.Layers {
 		title := l.Annotations[AnnotationTitle]
 		if title == "" {
@@ -133,25 +135,27 @@ func (c *Client) Pull(ctx context.Context, rawRef, dest string, opts PullOptions
 			return fail(err)
 		}
 		t0 := time.Now()
-		var files int
-		var n int64
+		var st UnpackStats
 		if l.Annotations[AnnotationUnpack] == "true" && !opts.KeepArchives {
-			files, n, err = c.pullDir(ctx, repo, l, stage, title, budget, opts.ReadableByAll)
+			st, err = c.pullDir(ctx, repo, l, stage, title, budget, opts.ReadableByAll)
 		} else {
 			name := title
 			if l.Annotations[AnnotationUnpack] == "true" {
 				name += ".tar.gz"
 			}
-			if l.Size > budget {
-				return fail(fmt.Errorf("%w: layer %q is %d bytes, over the unpack limit of %d", ErrUnsafe, title, l.Size, budget))
+			if l.Size > budget.Bytes || budget.Entries < 1 {
+				return fail(fmt.Errorf("%w: layer %q is %d bytes, over what is left of the unpack bound %s=%d",
+					ErrUnsafe, title, l.Size, contract.EnvMaxUnpackSize, c.cfg.MaxUnpackSize))
 			}
-			files, n = 1, l.Size
+			st = UnpackStats{Files: 1, Entries: 1, Bytes: l.Size}
 			err = c.pullFile(ctx, repo, l, filepath.Join(stage, filepath.FromSlash(name)))
 		}
 		if err != nil {
 			return fail(fmt.Errorf("layer %q (%s): %w", title, l.Digest, err))
 		}
-		budget -= n
+		files, n := st.Files, st.Bytes
+		budget.Bytes -= n
+		budget.Entries -= st.Entries
 		res.Files += files
 		res.Bytes += n
 		res.Titles = append(res.Titles, title)
@@ -213,12 +217,12 @@ func (c *Client) pullFile(ctx context.Context, repo *remote.Repository, desc oci
 	return err
 }
 
-func (c *Client) pullDir(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, stage, title string, limit int64, readable bool) (int, int64, error) {
+func (c *Client) pullDir(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, stage, title string, limit Limits, readable bool) (UnpackStats, error) {
 	rr := c.newResumingReader(ctx, repo, desc)
 	defer rr.Close()
 	gz, err := pgzip.NewReaderN(bufio.NewReaderSize(rr, 1<<20), 1<<20, 4)
 	if err != nil {
-		return 0, 0, err
+		return UnpackStats{}, err
 	}
 	defer gz.Close()
 	var r io.Reader = gz
@@ -230,21 +234,21 @@ func (c *Client) pullDir(ctx context.Context, repo *remote.Repository, desc ocis
 	}
 	st, err := Untar(r, stage, title, limit, readable)
 	if err != nil {
-		return st.Files, st.Bytes, err
+		return st, err
 	}
 	// Read the tar padding, the gzip trailer (CRC) and the rest of the blob (digest check).
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return st.Files, st.Bytes, err
+		return st, err
 	}
 	if _, err := io.Copy(io.Discard, rr); err != nil {
-		return st.Files, st.Bytes, err
+		return st, err
 	}
 	if th != nil {
 		if got := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(th.Sum(nil))); got != want {
-			return st.Files, st.Bytes, fmt.Errorf("uncompressed tar digest mismatch: got %s, annotation says %s", got, want)
+			return st, fmt.Errorf("uncompressed tar digest mismatch: got %s, annotation says %s", got, want)
 		}
 	}
-	return st.Files, st.Bytes, nil
+	return st, nil
 }
 
 // resumingReader streams one blob, verifies its size and digest, and on a connection error

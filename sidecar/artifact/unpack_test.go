@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -91,6 +92,15 @@ func TestUntarRefusesMaliciousArchives(t *testing.T) {
 		"oversized across files":    {dir("p/"), {name: "p/a", typ: tar.TypeReg, body: "123456"}, {name: "p/b", typ: tar.TypeReg, body: "123456"}},
 		"empty name":                {dir("p/"), file("")},
 		"file at the title through": {file("p"), file("p/x")},
+		// Issue 9: a dangling chain that is lexically inside but resolves above the title.
+		"dangling symlink chain": {dir("p/"), {name: "p/a/b/c/up", typ: tar.TypeSymlink, link: "../../.."},
+			{name: "p/x", typ: tar.TypeSymlink, link: "a/b/c/up/../../var/run/secrets/token"}},
+		"chain defined after its use": {dir("p/"), {name: "p/x", typ: tar.TypeSymlink, link: "a/up/../secret"},
+			{name: "p/a/up", typ: tar.TypeSymlink, link: ".."}},
+		"top entry is a symlink":    {{name: "p", typ: tar.TypeSymlink, link: "p"}},
+		"symlink loop":              {dir("p/"), {name: "p/l1", typ: tar.TypeSymlink, link: "l2"}, {name: "p/l2", typ: tar.TypeSymlink, link: "l1"}},
+		"hard links over the bound": {dir("p/"), {name: "p/f", typ: tar.TypeReg, body: "123456"}, {name: "p/h", typ: tar.TypeLink, link: "p/f"}},
+		"more than 100 entries":     manyEntries(101),
 	}
 	for name, entries := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -103,7 +113,7 @@ func TestUntarRefusesMaliciousArchives(t *testing.T) {
 			if err := os.WriteFile(sentinel, []byte("intact"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Untar(bytes.NewReader(makeTar(t, entries)), root, "p", 10, false)
+			_, err := Untar(bytes.NewReader(makeTar(t, entries)), root, "p", Limits{Bytes: 10, Entries: 100}, false)
 			if err == nil {
 				t.Fatalf("archive %q was accepted", name)
 			}
@@ -123,6 +133,30 @@ func TestUntarRefusesMaliciousArchives(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func manyEntries(n int) []entry {
+	out := []entry{{name: "p/", typ: tar.TypeDir, mode: 0o755}}
+	for i := 1; i < n; i++ {
+		out = append(out, entry{name: fmt.Sprintf("p/e%d", i), typ: tar.TypeReg})
+	}
+	return out
+}
+
+// The bounds are named with their value and their variable, so the user knows what to raise.
+func TestUntarBoundsNameTheirVariable(t *testing.T) {
+	bomb := []entry{{name: "p/f", typ: tar.TypeReg, body: strings.Repeat("x", 1000)}}
+	for i := range 50 {
+		bomb = append(bomb, entry{name: fmt.Sprintf("p/h%d", i), typ: tar.TypeLink, link: "p/f"})
+	}
+	_, err := Untar(bytes.NewReader(makeTar(t, bomb)), t.TempDir(), "p", Limits{Bytes: 20000, Entries: 1000}, false)
+	if err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "ORAS_CACHE_MAX_UNPACK_SIZE=20000") || !strings.Contains(err.Error(), "hard links") {
+		t.Fatalf("hard-link bomb: %v", err)
+	}
+	_, err = Untar(bytes.NewReader(makeTar(t, manyEntries(30))), t.TempDir(), "p", Limits{Bytes: 1 << 20, Entries: 20}, false)
+	if err == nil || !errors.Is(err, ErrUnsafe) || !strings.Contains(err.Error(), "ORAS_CACHE_MAX_UNPACK_ENTRIES=20") {
+		t.Fatalf("entries: %v", err)
 	}
 }
 
@@ -151,7 +185,7 @@ func TestUntarAcceptsSafeArchive(t *testing.T) {
 		{name: "p/hard", typ: tar.TypeLink, link: "p/exe"},
 		{name: "p/suid", typ: tar.TypeReg, body: "x", mode: 0o4755},
 	}
-	st, err := Untar(bytes.NewReader(makeTar(t, entries)), root, "p", 1<<20, false)
+	st, err := Untar(bytes.NewReader(makeTar(t, entries)), root, "p", Limits{Bytes: 1 << 20, Entries: 1000}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +217,7 @@ func TestUntarAcceptsSafeArchive(t *testing.T) {
 
 	// readableByAll
 	root2 := t.TempDir()
-	if _, err := Untar(bytes.NewReader(makeTar(t, entries)), root2, "p", 1<<20, true); err != nil {
+	if _, err := Untar(bytes.NewReader(makeTar(t, entries)), root2, "p", Limits{Bytes: 1 << 20, Entries: 1000}, true); err != nil {
 		t.Fatal(err)
 	}
 	fi, _ := os.Stat(filepath.Join(root2, "p/ro/f"))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
 	"github.com/converged-computing/oras-cache/sidecar/marker"
+	"github.com/converged-computing/oras-cache/sidecar/transfer"
 )
 
 // Exit codes of the launcher itself (otherwise it exits with the app's code, 128+n for signal n).
@@ -33,6 +34,8 @@ type Options struct {
 	OutputPath string   // what to copy into the share after the app ("" = nothing)
 	OutputPipe string   // file receiving a copy of the app's stdout ("" = none)
 	Argv       []string // the original command, run as is
+	// Limits bound each input placed (zero: transfer's defaults, as for the unpack).
+	Limits Limits
 	// TeeGrace bounds how long stdout is drained after the app exits (grandchildren may hold it).
 	TeeGrace time.Duration
 	Stderr   io.Writer
@@ -238,7 +241,22 @@ func openPipeFile(p string) (*os.File, error) {
 }
 
 func (l *launch) placeInputs() error {
-	srcs, err := inputSources(contract.Share(l.opts.Share).Dir(contract.InputsDir))
+	share, err := os.OpenRoot(l.opts.Share)
+	if err != nil {
+		return err
+	}
+	defer share.Close()
+	// Everything is read through a root at share/inputs and written through one at input-path:
+	// no link in an input, nor any path, reaches outside either.
+	inputs, err := share.OpenRoot(contract.InputsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer inputs.Close()
+	srcs, err := inputSources(inputs)
 	if err != nil || len(srcs) == 0 {
 		return err
 	}
@@ -251,17 +269,31 @@ func (l *launch) placeInputs() error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return fmt.Errorf("input-path %s: %v", dest, err)
 	}
-	if err := checkPlacement(srcs, dest); err != nil {
+	destRoot, err := os.OpenRoot(dest)
+	if err != nil {
+		return fmt.Errorf("input-path %s: %v", dest, err)
+	}
+	defer destRoot.Close()
+	lim := l.opts.Limits
+	if lim.Bytes <= 0 {
+		lim.Bytes = transfer.DefaultMaxUnpackSize
+	}
+	if lim.Entries <= 0 {
+		lim.Entries = transfer.DefaultMaxUnpackEntries
+	}
+	inputsDir := contract.Share(l.opts.Share).Dir(contract.InputsDir)
+	if err := checkPlacement(inputs, destRoot, inputsDir, dest, srcs, lim); err != nil {
 		return err
 	}
+	c := &copier{src: inputs, dst: destRoot, confine: true}
 	for _, s := range srcs {
-		skipped, err := copyTree(s, filepath.Join(dest, filepath.Base(s)), 0)
-		for _, k := range skipped {
-			l.logf("warning: skipped special file %s", k)
-		}
+		err := c.copyTree(s.rel(), s.name, s.rel())
 		if err != nil {
-			return fmt.Errorf("placing input %s in %s: %v", s, dest, err)
+			return fmt.Errorf("placing input %s in %s: %v", filepath.Join(inputsDir, s.rel()), dest, err)
 		}
+	}
+	for _, k := range c.skipped {
+		l.logf("warning: skipped special file %s", filepath.Join(inputsDir, k))
 	}
 	if l.opts.Debug {
 		l.logf("placed %d input(s) in %s", len(srcs), dest)
@@ -292,25 +324,36 @@ func (l *launch) copyOutput(appOK bool) (string, error) {
 		}
 		return "", fmt.Errorf("output-path %s: %v", abs, err)
 	}
-	outDir := contract.Share(l.opts.Share).Dir(contract.OutputsDir)
-	if err := os.MkdirAll(outDir, 0o777); err != nil {
+	// Written through a root at share/outputs: whatever the share holds, the copy stays in it.
+	share, err := os.OpenRoot(l.opts.Share)
+	if err != nil {
 		return "", err
 	}
-	dst := filepath.Join(outDir, name)
-	if err := os.RemoveAll(dst); err != nil { // left by an earlier run of this container
+	defer share.Close()
+	if err := share.Mkdir(contract.OutputsDir, 0o777); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	outs, err := share.OpenRoot(contract.OutputsDir)
+	if err != nil {
+		return "", err
+	}
+	defer outs.Close()
+	if err := outs.RemoveAll(name); err != nil { // left by an earlier run of this container
 		return "", err
 	}
 	src := abs
-	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
-		if r, err := filepath.EvalSymlinks(abs); err == nil {
-			src = r // an output-path that is a symlink to a directory: copy the directory
-		}
-	} else if r, err := filepath.EvalSymlinks(abs); err == nil {
-		src = r
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		src = r // an output-path that is a symlink: copy what it names
 	}
-	skipped, err := copyTree(src, dst, 0o444)
-	for _, k := range skipped {
-		l.logf("warning: skipped special file %s", k)
+	srcRoot, err := os.OpenRoot(filepath.Dir(src))
+	if err != nil {
+		return "", err
+	}
+	defer srcRoot.Close()
+	c := &copier{src: srcRoot, dst: outs, orMode: 0o444}
+	err = c.copyTree(filepath.Base(src), name, "")
+	for _, k := range c.skipped {
+		l.logf("warning: skipped special file %s", filepath.Join(filepath.Dir(src), k))
 	}
 	if err != nil {
 		return "", fmt.Errorf("copying output %s into the share: %v", abs, err)

@@ -18,6 +18,7 @@ const (
 	DefaultTimeout          = 30 * time.Minute
 	DefaultCompressionLevel = 1
 	DefaultMaxUnpackSize    = int64(64) << 30
+	DefaultMaxUnpackEntries = 1_000_000
 )
 
 // Config is everything a transfer needs.
@@ -32,6 +33,7 @@ type Config struct {
 	CAFile              string
 	CompressionLevel    int
 	MaxUnpackSize       int64
+	MaxUnpackEntries    int
 }
 
 // String never prints the password.
@@ -40,8 +42,8 @@ func (c Config) String() string {
 	if c.Username != "" {
 		auth = "basic(" + c.Username + ")"
 	}
-	return fmt.Sprintf("registry=%s plainHTTP=%t plainHTTPRegistries=%q auth=%s timeout=%s ca=%q level=%d maxUnpack=%d",
-		c.Registry, c.PlainHTTP, c.PlainHTTPRegistries, auth, c.Timeout, c.CAFile, c.CompressionLevel, c.MaxUnpackSize)
+	return fmt.Sprintf("registry=%s plainHTTP=%t plainHTTPRegistries=%q auth=%s timeout=%s ca=%q level=%d maxUnpack=%d maxEntries=%d",
+		c.Registry, c.PlainHTTP, c.PlainHTTPRegistries, auth, c.Timeout, c.CAFile, c.CompressionLevel, c.MaxUnpackSize, c.MaxUnpackEntries)
 }
 
 // RegistryHost is the host[:port] of the cache (Registry may carry a path prefix): the only host
@@ -63,7 +65,7 @@ func (c Config) PlainHTTPFor(host string) bool {
 
 // Default returns the defaults (plain HTTP, no auth, 30m).
 func Default() Config {
-	return Config{PlainHTTP: true, Timeout: DefaultTimeout, CompressionLevel: DefaultCompressionLevel, MaxUnpackSize: DefaultMaxUnpackSize}
+	return Config{PlainHTTP: true, Timeout: DefaultTimeout, CompressionLevel: DefaultCompressionLevel, MaxUnpackSize: DefaultMaxUnpackSize, MaxUnpackEntries: DefaultMaxUnpackEntries}
 }
 
 // FromEnv reads the ORAS_CACHE_* variables with getenv (os.Getenv when nil).
@@ -110,14 +112,35 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 		c.CompressionLevel = n
 	}
+	var err error
+	if c.MaxUnpackSize, c.MaxUnpackEntries, err = UnpackLimits(getenv); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// UnpackLimits reads ORAS_CACHE_MAX_UNPACK_SIZE and ORAS_CACHE_MAX_UNPACK_ENTRIES (defaults when
+// unset): init bounds what it unpacks with them, the launcher what it places.
+func UnpackLimits(getenv func(string) string) (size int64, entries int, err error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	size, entries = DefaultMaxUnpackSize, DefaultMaxUnpackEntries
 	if v := strings.TrimSpace(getenv(contract.EnvMaxUnpackSize)); v != "" {
 		n, err := ParseSize(v)
 		if err != nil {
-			return c, fmt.Errorf("%s=%q: %v", contract.EnvMaxUnpackSize, v, err)
+			return 0, 0, fmt.Errorf("%s=%q: %v", contract.EnvMaxUnpackSize, v, err)
 		}
-		c.MaxUnpackSize = n
+		size = n
 	}
-	return c, nil
+	if v := strings.TrimSpace(getenv(contract.EnvMaxUnpackEntries)); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return 0, 0, fmt.Errorf("%s=%q: want a positive number of entries such as 1000000", contract.EnvMaxUnpackEntries, v)
+		}
+		entries = n
+	}
+	return size, entries, nil
 }
 
 // ParseSize reads a byte count: a plain integer or one with a Ki/Mi/Gi/Ti (or K/M/G/T, powers of 1000) suffix.

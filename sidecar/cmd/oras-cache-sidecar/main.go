@@ -39,9 +39,11 @@ commands:
   push      wait for the app's result and push its output (sidecar container)
   selftest  push and pull a small artifact against $ORAS_CACHE_REGISTRY (helm test)
 
-environment: ORAS_CACHE_REGISTRY, ORAS_CACHE_PLAIN_HTTP (default true), ORAS_CACHE_USERNAME,
-ORAS_CACHE_PASSWORD, ORAS_CACHE_TIMEOUT (default 30m), ORAS_CACHE_CA_FILE,
-ORAS_CACHE_COMPRESSION_LEVEL (1-9, default 1), ORAS_CACHE_MAX_UNPACK_SIZE (default 64Gi)
+environment: ORAS_CACHE_REGISTRY, ORAS_CACHE_PLAIN_HTTP (default true),
+ORAS_CACHE_PLAIN_HTTP_REGISTRIES, ORAS_CACHE_USERNAME, ORAS_CACHE_PASSWORD (for
+ORAS_CACHE_REGISTRY only), ORAS_CACHE_TIMEOUT (default 30m), ORAS_CACHE_CA_FILE,
+ORAS_CACHE_COMPRESSION_LEVEL (1-9, default 1), ORAS_CACHE_MAX_UNPACK_SIZE (default 64Gi),
+ORAS_CACHE_MAX_UNPACK_ENTRIES (default 1000000)
 `
 
 // memoryLimit is the Go heap's soft limit unless GOMEMLIMIT says otherwise: transfers stream, so

@@ -1,12 +1,26 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+	specs "github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry"
+	"oras.land/oras-go/v2/registry/remote"
+	"oras.land/oras-go/v2/registry/remote/auth"
+
+	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
@@ -43,5 +57,167 @@ func TestCacheCredentialsNeverReachAnotherHost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+type tarEntry struct {
+	name, link string
+	typ        byte
+	size       int // regular files: that many zero bytes
+}
+
+// pushTarLayer pushes a hand-made archive as a directory layer (title, unpack=true), as a
+// malicious artifact author could: the tar is built here, not by our packer.
+func pushTarLayer(t *testing.T, reg *registrytest.Registry, repoTag, title string, entries []tarEntry) int {
+	t.Helper()
+	var tgz bytes.Buffer
+	gz := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: 0o755, Size: int64(e.size)}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if e.size > 0 {
+			if _, err := tw.Write(make([]byte, e.size)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref, err := registry.ParseReference(reg.Host + "/" + repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := &remote.Repository{Reference: ref, PlainHTTP: true, Client: &auth.Client{}}
+	ctx := context.Background()
+	layer := ocispec.Descriptor{MediaType: artifact.MediaTypeTarGzip, Digest: digest.FromBytes(tgz.Bytes()), Size: int64(tgz.Len()),
+		Annotations: map[string]string{artifact.AnnotationTitle: title, artifact.AnnotationUnpack: "true"}}
+	if err := repo.Push(ctx, layer, bytes.NewReader(tgz.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Push(ctx, ocispec.DescriptorEmptyJSON, bytes.NewReader(ocispec.DescriptorEmptyJSON.Data)); err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: artifact.ArtifactType, Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{layer}})
+	md := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))}
+	if err := repo.PushReference(ctx, md, bytes.NewReader(mb), ref.Reference); err != nil {
+		t.Fatal(err)
+	}
+	return tgz.Len()
+}
+
+// forge lays entries out under dir the way an unpack that let them through would have.
+func forge(t *testing.T, dir string, entries []tarEntry) {
+	t.Helper()
+	for _, e := range entries {
+		p := filepath.Join(dir, e.name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch e.typ {
+		case tar.TypeDir:
+			err = os.MkdirAll(p, 0o755)
+		case tar.TypeSymlink:
+			err = os.Symlink(e.link, p)
+		case tar.TypeLink:
+			err = os.Link(filepath.Join(dir, e.link), p)
+		default:
+			err = os.WriteFile(p, make([]byte, e.size), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Issue 9, item 2: the symlink chain from the issue — x/a/b/c/up -> ../../.. (x itself), then
+// x/p -> a/b/c/up/../../secret, lexically inside x, dangling in the init container, and in
+// input-path resolving to a file beside it. init refuses it; a share forged to hold it anyway
+// (as the previous init left it) is refused by the launcher; nothing outside input-path is read
+// or written.
+func TestSymlinkChainCannotLeaveInputPath(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	chain := []tarEntry{
+		{name: "x/", typ: tar.TypeDir},
+		{name: "x/a/b/c/up", typ: tar.TypeSymlink, link: "../../.."},
+		{name: "x/p", typ: tar.TypeSymlink, link: "a/b/c/up/../../secret"},
+	}
+	pushTarLayer(t, reg, "evil/chain:v1", "x", chain)
+	outside := filepath.Join(t.TempDir(), "outside")
+	inputPath := filepath.Join(outside, "in")
+	secret := filepath.Join(outside, "secret")
+	if err := os.MkdirAll(inputPath, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(secret, []byte("top secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	share := filepath.Join(t.TempDir(), "oras-cache")
+	init := startProc(t, registryEnv(reg), "", "init", "--share", share, "--input", "evil/chain:v1")
+	if code := init.wait(t, 60*time.Second); code != exitFailed {
+		t.Fatalf("init accepted the chain (exit %d):\n%s", code, init.stderr.String())
+	}
+	if s := init.stderr.String(); !strings.Contains(s, `symlink \"x/p\" points outside \"x\"`) && !strings.Contains(s, `symlink "x/p" points outside "x"`) {
+		t.Fatalf("init does not name the link:\n%s", s)
+	}
+
+	forge(t, filepath.Join(share, "inputs", "0"), chain)
+	app := startProc(t, os.Environ(), inputPath, "launch", "--share", share, "--input-path", inputPath, "--",
+		"sh", "-c", "cat x/p; echo pwned > x/p")
+	code := app.wait(t, 30*time.Second)
+	if b, _ := os.ReadFile(secret); string(b) != "top secret" || strings.Contains(app.stdout.String(), "top secret") {
+		t.Fatalf("the app reached a file outside input-path: secret %q, stdout %q", b, app.stdout.String())
+	}
+	if code != 125 || !strings.Contains(app.stderr.String(), "x/p") {
+		t.Fatalf("launch exit %d, want 125 naming x/p:\n%s", code, app.stderr.String())
+	}
+	entries, _ := os.ReadDir(outside)
+	if len(entries) != 2 {
+		t.Fatalf("something was created beside input-path: %v", entries)
+	}
+}
+
+// Issue 9, item 3: a hard-link bomb — one 1 MiB file and 200 hard links to it, a few KiB of gzip
+// that the launcher would copy as 201 MiB — is refused by init and, from a share forged to hold
+// it, by the launcher, each naming the bound and its variable. So is an archive over the entry bound.
+func TestHardLinkBombIsRefused(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	bomb := []tarEntry{{name: "bomb/", typ: tar.TypeDir}, {name: "bomb/f", typ: tar.TypeReg, size: 1 << 20}}
+	for i := range 200 {
+		bomb = append(bomb, tarEntry{name: fmt.Sprintf("bomb/h%03d", i), typ: tar.TypeLink, link: "bomb/f"})
+	}
+	n := pushTarLayer(t, reg, "evil/bomb:v1", "bomb", bomb)
+	t.Logf("the bomb is %d bytes of gzip for 201 MiB of files", n)
+	bound := "ORAS_CACHE_MAX_UNPACK_SIZE=2097152"
+	env := append(registryEnv(reg), "ORAS_CACHE_MAX_UNPACK_SIZE=2Mi")
+
+	share := filepath.Join(t.TempDir(), "oras-cache")
+	init := startProc(t, env, "", "init", "--share", share, "--input", "evil/bomb:v1")
+	if code := init.wait(t, 60*time.Second); code != exitFailed || !strings.Contains(init.stderr.String(), bound) {
+		t.Fatalf("init exit %d, want 1 naming %s:\n%s", code, bound, init.stderr.String())
+	}
+	entries := append(registryEnv(reg), "ORAS_CACHE_MAX_UNPACK_ENTRIES=100")
+	init = startProc(t, entries, "", "init", "--share", share, "--input", "evil/bomb:v1")
+	if code := init.wait(t, 60*time.Second); code != exitFailed || !strings.Contains(init.stderr.String(), "ORAS_CACHE_MAX_UNPACK_ENTRIES=100") {
+		t.Fatalf("init exit %d, want 1 naming the entry bound:\n%s", code, init.stderr.String())
+	}
+
+	forge(t, filepath.Join(share, "inputs", "0"), bomb)
+	inputPath := filepath.Join(t.TempDir(), "in")
+	app := startProc(t, append(os.Environ(), "ORAS_CACHE_MAX_UNPACK_SIZE=2Mi"), "", "launch", "--share", share, "--input-path", inputPath, "--", "true")
+	if code := app.wait(t, 60*time.Second); code != 125 || !strings.Contains(app.stderr.String(), bound) {
+		t.Fatalf("launch exit %d, want 125 naming %s:\n%s", code, bound, app.stderr.String())
+	}
+	if placed, _ := os.ReadDir(inputPath); len(placed) != 0 {
+		t.Fatalf("the launcher placed %v before refusing", placed)
 	}
 }
