@@ -126,7 +126,8 @@ func (c *Client) repository(ref registry.Reference) *remote.Repository {
 	}
 }
 
-// retry runs op until it succeeds, fails with a permanent error, or ctx ends. Connection errors,
+// retry runs op until it succeeds, fails with a permanent error, or ctx ends; its errors carry a
+// registry's words through SafeText. Connection errors,
 // 408, 429 and 5xx are retried with exponential backoff and full jitter.
 func (c *Client) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
 	backoff := c.MinBackoff
@@ -139,7 +140,7 @@ func (c *Client) retry(ctx context.Context, what string, op func(ctx context.Con
 		if errors.Is(ctx.Err(), context.Canceled) {
 			why = "it was cancelled"
 		}
-		return fmt.Errorf("%s: gave up when %s after %d attempt(s), last error: %w", what, why, attempt, err)
+		return clean(fmt.Errorf("%s: gave up when %s after %d attempt(s), last error: %w", what, why, attempt, err))
 	}
 	for attempt := 1; ; attempt++ {
 		err := op(ctx)
@@ -150,11 +151,11 @@ func (c *Client) retry(ctx context.Context, what string, op func(ctx context.Con
 			return giveUp(attempt, err)
 		}
 		if !Retryable(err) {
-			return fmt.Errorf("%s: %w", what, err)
+			return clean(fmt.Errorf("%s: %w", what, err))
 		}
 		last = err
 		sleep := backoff/2 + rand.N(backoff/2+1)
-		c.log.Warn("retrying", "op", what, "attempt", attempt, "in", sleep.Round(time.Millisecond).String(), "error", err.Error())
+		c.log.Warn("retrying", "op", what, "attempt", attempt, "in", sleep.Round(time.Millisecond).String(), "error", clean(err).Error())
 		t := time.NewTimer(sleep)
 		select {
 		case <-ctx.Done():

@@ -62,7 +62,7 @@ func (c *Client) Pull(ctx context.Context, rawRef, dest string, opts PullOptions
 	}
 	res.Reference = ref.String()
 	fail := func(err error) (PullResult, error) {
-		return res, fmt.Errorf("pull %s: %w", ref, c.explain(ref.Registry, err))
+		return res, clean(fmt.Errorf("pull %s: %w", ref, c.explain(ref.Registry, err)))
 	}
 	if _, err := os.Lstat(dest); err == nil {
 		return fail(fmt.Errorf("destination %s already exists", dest))
@@ -329,7 +329,7 @@ func (r *resumingReader) Read(p []byte) (int, error) {
 			if !Retryable(err) || r.ctx.Err() != nil {
 				return n, err
 			}
-			r.c.log.Warn("download interrupted, resuming", "digest", r.desc.Digest.String(), "offset", r.off, "error", err.Error())
+			r.c.log.Warn("download interrupted, resuming", "digest", r.desc.Digest.String(), "offset", r.off, "error", clean(err).Error())
 			r.rc.Close()
 			r.rc = nil
 			if n > 0 {

@@ -74,12 +74,12 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 	if err := c.uploadBlob(ctx, repo, cfg, func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(cfg.Data)), nil
 	}, &res); err != nil {
-		return res, fmt.Errorf("push %s: %w", ref, c.explain(ref.Registry, err))
+		return res, clean(fmt.Errorf("push %s: %w", ref, c.explain(ref.Registry, err)))
 	}
 	descs := make([]ocispec.Descriptor, 0, len(layers))
 	for _, l := range layers {
 		if err := c.uploadBlob(ctx, repo, l.desc, l.open, &res); err != nil {
-			return res, fmt.Errorf("push %s: %w", ref, c.explain(ref.Registry, err))
+			return res, clean(fmt.Errorf("push %s: %w", ref, c.explain(ref.Registry, err)))
 		}
 		descs = append(descs, l.desc)
 	}
@@ -100,7 +100,7 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 		return repo.PushReference(ctx, mdesc, bytes.NewReader(mb), ref.Reference)
 	})
 	if err != nil {
-		return res, c.explain(ref.Registry, err)
+		return res, clean(c.explain(ref.Registry, err))
 	}
 	res.Digest = mdesc.Digest.String()
 	res.DurationMs = time.Since(start).Milliseconds()

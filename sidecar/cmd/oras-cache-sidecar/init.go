@@ -49,7 +49,9 @@ func cmdInit(args []string) int {
 		res, err := client.Pull(ctx, ref, dest, artifact.PullOptions{KeepArchives: a.KeepArchives, ReadableByAll: true})
 		if err != nil {
 			log.Error("input unavailable: the app will not start", "input", ref, "error", err.Error())
-			fmt.Fprintf(os.Stderr, "oras-cache init: input %s: %v\n", ref, err)
+			// The last stderr line is the init container's termination message: one line, bounded,
+			// whatever the registry answered.
+			fmt.Fprintln(os.Stderr, artifact.SafeText(fmt.Sprintf("oras-cache init: input %s: %v", ref, err), artifact.MaxErrorText))
 			return exitFailed
 		}
 		log.Info("input ready", "input", ref, "digest", res.Digest, "files", res.Files, "bytes", res.Bytes, "path", dest)

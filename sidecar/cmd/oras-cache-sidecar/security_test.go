@@ -221,3 +221,57 @@ func TestHardLinkBombIsRefused(t *testing.T) {
 		t.Fatalf("the launcher placed %v before refusing", placed)
 	}
 }
+
+// Issue 9, item 8: a registry's error text — newlines, carriage returns, escape sequences, NUL,
+// and a lot of it — reaches the init container's last stderr line (its termination message) and
+// the push container's termination message as one bounded line without control characters. The
+// registry is a FAKE (it must say arbitrary bytes); init, launch and push are the real binary.
+func TestRegistryErrorTextIsSanitized(t *testing.T) {
+	evil := "denied\nFORGED LINE: input ready\r\x1b[31mred\x1b[0m\x00" + strings.Repeat("long ", 600)
+	host := registrytest.StartNoisy(t, evil)
+	env := append(os.Environ(), "ORAS_CACHE_REGISTRY="+host, "ORAS_CACHE_PLAIN_HTTP=true", "ORAS_CACHE_TIMEOUT=20s")
+	clean := func(what, s string) {
+		t.Helper()
+		for _, r := range s {
+			if r < 0x20 && r != '\n' || r == 0x7f {
+				t.Fatalf("%s holds control character %q:\n%q", what, r, s)
+			}
+		}
+	}
+
+	share := filepath.Join(t.TempDir(), "oras-cache")
+	init := startProc(t, env, "", "init", "--share", share, "--input", "org/data:v1")
+	if code := init.wait(t, 60*time.Second); code != exitFailed {
+		t.Fatalf("init exit %d:\n%s", code, init.stderr.String())
+	}
+	stderr := init.stderr.String()
+	clean("init's stderr", stderr)
+	lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "oras-cache init: input org/data:v1: ") || !strings.Contains(last, "FORGED LINE") || len(last) > 1024 {
+		t.Fatalf("the last stderr line (the termination message) is not one bounded line (%d bytes):\n%.300q", len(last), last)
+	}
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "{") && !strings.HasPrefix(l, "oras-cache init: ") {
+			t.Fatalf("a line was forged into init's stderr: %q", l)
+		}
+	}
+
+	term := filepath.Join(t.TempDir(), "term")
+	push := startProc(t, env, "", "push", "--share", share, "--output", "org/out:v1", "--termination-log", term)
+	app := startProc(t, os.Environ(), t.TempDir(), "launch", "--share", share, "--output-path", "out", "--",
+		"sh", "-c", "mkdir out && echo result > out/r")
+	if code := app.wait(t, 30*time.Second); code != 0 {
+		t.Fatalf("launch exit %d:\n%s", code, app.stderr.String())
+	}
+	if code := push.wait(t, 60*time.Second); code != exitFailed {
+		t.Fatalf("push exit %d:\n%s", code, push.stderr.String())
+	}
+	clean("push's stderr", push.stderr.String())
+	m := readTermination(t, term)
+	msg := fmt.Sprint(m["error"])
+	clean("the push termination message", msg)
+	if !strings.Contains(msg, "FORGED LINE") {
+		t.Fatalf("the registry's words were lost instead of cleaned: %q", msg)
+	}
+}

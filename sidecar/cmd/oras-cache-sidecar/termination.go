@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/sidecar/contract"
 )
 
@@ -14,6 +15,11 @@ import (
 const maxTermination = 4000
 
 func writeTermination(path string, t contract.Termination, log *slog.Logger) {
+	// Free text may come from a registry's answer or from the app-writable share: no control
+	// characters, no extra lines (the JSON encoding would keep them for whoever prints the field).
+	for _, f := range []*string{&t.Error, &t.Skipped, &t.Reference} {
+		*f = artifact.SafeText(*f, maxTermination)
+	}
 	b, _ := json.Marshal(t)
 	for len(b) > maxTermination {
 		// Shorten the longest free-text field on a rune boundary until the message fits.

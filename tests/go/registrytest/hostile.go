@@ -2,6 +2,7 @@ package registrytest
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -81,4 +82,27 @@ func (h *Hostile) Authorizations() []string {
 		out = append(out, a)
 	}
 	return out
+}
+
+// StartNoisy runs a FAKE registry (plain HTTP, 127.0.0.1) whose every answer to a read or write
+// of a repository is 400 with message in the OCI error body — the text a hostile or broken
+// registry puts in front of our logs and termination messages. A real registry cannot be made to
+// say arbitrary bytes, hence the fake. The /v2/ ping answers 200; HEAD requests (no body) 404.
+func StartNoisy(t testing.TB, message string) string {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"errors": []map[string]any{{"code": "DENIED", "message": message, "detail": message}}})
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v2/":
+			w.WriteHeader(http.StatusOK)
+		case r.Method == http.MethodHead:
+			w.WriteHeader(http.StatusNotFound)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write(body)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
 }
