@@ -3,10 +3,13 @@ package tests
 // ENTRYPOINT/CMD lookup against a real registry process (CNCF distribution on 127.0.0.1).
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"runtime"
 	"strings"
@@ -41,6 +44,40 @@ func whDockerSecret(host, user, pass string) *corev1.Secret {
 	return &corev1.Secret{Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: b}}
 }
 
+// whLookupLog is a logger for the Resolver and what it wrote.
+func whLookupLog() (*slog.Logger, *bytes.Buffer) {
+	var b bytes.Buffer
+	return slog.New(slog.NewJSONHandler(&b, nil)), &b
+}
+
+// whExpectLookup checks a failed lookup: the error (what a denial carries) is the fixed text,
+// echoing nothing of leak; the log (what the operator reads) has the reason, wantLog.
+func whExpectLookup(t *testing.T, err error, log *bytes.Buffer, leak []string, wantLog ...string) {
+	t.Helper()
+	var le *imageconfig.LookupError
+	if !errors.As(err, &le) {
+		t.Fatalf("want a *LookupError, got %T %v", err, err)
+	}
+	if !strings.Contains(err.Error(), "did not give its configuration") || !strings.Contains(err.Error(), "the reason is in the webhook's log") {
+		t.Errorf("not the fixed text: %v", err)
+	}
+	for _, l := range leak {
+		if strings.Contains(err.Error(), l) {
+			t.Errorf("the error echoes %q: %v", l, err)
+		}
+	}
+	logged := log.String()
+	log.Reset()
+	for _, w := range wantLog {
+		if !strings.Contains(logged, w) {
+			t.Errorf("log lacks %q: %s", w, logged)
+		}
+	}
+}
+
+// what a denial must never echo: registry answers, connection errors, Secret details
+var whLeaks = []string{"401", "403", "404", "not found", "refused", "connection", "dial", "media type", "x509", "tls", "HTTP response", "imagePullSecret \"", "dockerconfig", "timeout", "deadline"}
+
 func whExpectErr(t *testing.T, err error, want ...string) {
 	t.Helper()
 	if err == nil {
@@ -57,7 +94,8 @@ func TestWebhookImageConfigAnonymous(t *testing.T) {
 	r := registrytest.Start(t, registrytest.Options{})
 	img := whPushImage(t, r, "tools/app", "1.0", []string{"/app", "--serve"}, []string{"--port", "8080"})
 	ctx := context.Background()
-	res := imageconfig.New(imageconfig.Options{PlainHTTP: []string{r.Host}, Timeout: 5 * time.Second})
+	log, logged := whLookupLog()
+	res := imageconfig.New(imageconfig.Options{PlainHTTP: []string{r.Host}, Timeout: 5 * time.Second, Log: log})
 
 	got, err := res.Resolve(ctx, img.Ref, "jobs", nil)
 	if err != nil {
@@ -83,22 +121,23 @@ func TestWebhookImageConfigAnonymous(t *testing.T) {
 		t.Fatalf("digest cache: %v", err)
 	}
 	_, err = res.Resolve(ctx, r.Host+"/tools/app:2.0", "jobs", nil)
-	whExpectErr(t, err, "cannot reach registry "+r.Host, "HTTP")
+	// every failure gives the same text (no port-scanning oracle); the log says which it was
+	whExpectLookup(t, err, logged, whLeaks, "cannot reach registry "+r.Host, "over HTTP")
 	r.Restart(t)
 
 	// not found
 	_, err = res.Resolve(ctx, r.Host+"/tools/missing:1.0", "jobs", nil)
-	whExpectErr(t, err, "not found in registry "+r.Host)
+	whExpectLookup(t, err, logged, whLeaks, "not found in registry "+r.Host)
 
 	// plain HTTP only when listed
-	strict := imageconfig.New(imageconfig.Options{Timeout: 5 * time.Second})
+	strict := imageconfig.New(imageconfig.Options{Timeout: 5 * time.Second, Log: log})
 	_, err = strict.Resolve(ctx, img.Ref, "jobs", nil)
-	whExpectErr(t, err, "serves plain HTTP", "entrypointLookup.plainHTTPRegistries")
+	whExpectLookup(t, err, logged, whLeaks, "serves plain HTTP")
 
 	// an artifact is not an image
 	whPushManifest(t, r, "tools/artifact", "v1", "application/vnd.converged-computing.oras-cache.v1", []byte("{}"), []byte("data"))
 	_, err = res.Resolve(ctx, r.Host+"/tools/artifact:v1", "jobs", nil)
-	whExpectErr(t, err, "not a container image")
+	whExpectLookup(t, err, logged, append(whLeaks, "application/vnd"), "not a container image", "application/vnd.converged-computing.oras-cache.v1")
 }
 
 func TestWebhookImageConfigIndex(t *testing.T) {
@@ -129,16 +168,25 @@ func TestWebhookImageConfigPullSecrets(t *testing.T) {
 		"jobs/othercred": whDockerSecret("ghcr.io", "x", "y"),
 		"jobs/wrongpass": whDockerSecret("https://"+r.Host+"/v2/", r.Username, "nope"),
 	}
-	res := imageconfig.New(imageconfig.Options{PlainHTTP: []string{r.Host}, Secrets: secrets, Timeout: 5 * time.Second})
+	log, logged := whLookupLog()
+	res := imageconfig.New(imageconfig.Options{PlainHTTP: []string{r.Host}, Secrets: secrets, Timeout: 5 * time.Second, Log: log})
 
+	// a missing Secret, one without credentials for the host, a wrong password: the same text
+	// (the pod's own spec is all it reflects), so a denial reveals no Secret's existence or type
 	_, err := res.Resolve(ctx, img.Ref, "jobs", nil)
-	whExpectErr(t, err, "refused access (HTTP 401", "the pod has no imagePullSecrets", "add an imagePullSecret")
-	_, err = res.Resolve(ctx, img.Ref, "jobs", []string{"othercred", "gone"})
-	whExpectErr(t, err, "HTTP 401", `imagePullSecret "gone"`, "not found")
-	_, err = res.Resolve(ctx, img.Ref, "jobs", []string{"othercred"})
-	whExpectErr(t, err, "no imagePullSecret of the pod has credentials for "+r.Host)
-	_, err = res.Resolve(ctx, img.Ref, "jobs", []string{"wrongpass"})
-	whExpectErr(t, err, "HTTP 401", `with the credentials of imagePullSecret "wrongpass"`)
+	whExpectErr(t, err, "anonymously: the pod has no imagePullSecrets", "imagePullSecret for that host")
+	whExpectLookup(t, err, logged, whLeaks, "refused access (HTTP 401")
+	var texts []string
+	for _, names := range [][]string{{"othercred", "gone"}, {"othercred"}, {"wrongpass"}, {"gone"}} {
+		_, err = res.Resolve(ctx, img.Ref, "jobs", names)
+		whExpectLookup(t, err, logged, append(whLeaks, "gone", "othercred", "wrongpass"), "HTTP 401")
+		texts = append(texts, err.Error())
+	}
+	for _, tx := range texts[1:] {
+		if tx != texts[0] {
+			t.Errorf("denial text depends on the Secrets: %q vs %q", texts[0], tx)
+		}
+	}
 
 	got, err := res.Resolve(ctx, img.Ref, "jobs", []string{"othercred", "regcred"})
 	if err != nil {
@@ -155,8 +203,8 @@ func TestWebhookImageConfigPullSecrets(t *testing.T) {
 	pod.Spec.Containers[0].Command = nil
 	pod.Spec.Containers[0].Image = img.Ref
 	resp := h.Handle(ctx, whRequest(t, pod))
-	if resp.Allowed || !strings.Contains(resp.Result.Message, "set command") || !strings.Contains(resp.Result.Message, "HTTP 401") {
-		t.Fatalf("want a denial naming the 401 and the fix, got %+v", resp.Result)
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "set command") || !strings.Contains(resp.Result.Message, "imagePullSecret for that host") || strings.Contains(resp.Result.Message, "401") || strings.Contains(resp.Result.Message, "…(cut)") {
+		t.Fatalf("want a whole denial naming the fix and not the registry's answer, got %+v", resp.Result)
 	}
 	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
 	resp = h.Handle(ctx, whRequest(t, pod))

@@ -4,11 +4,14 @@ package imageconfig
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -48,6 +51,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// MaxEntries bounds the digest cache (default 4096).
 	MaxEntries int
+	// Log receives the reason of each failed lookup, which denials do not carry (default: none).
+	Log *slog.Logger
 }
 
 // Image is what the lookup returns.
@@ -80,9 +85,17 @@ func New(opts Options) *Resolver {
 	if opts.TagTTL <= 0 {
 		opts.TagTTL = time.Minute
 	}
+	// every request goes through the guard (redirects and token realms included)
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		opts.HTTPClient = &http.Client{Transport: newTransport()}
+	} else {
+		c := *opts.HTTPClient
+		if c.Transport == nil {
+			c.Transport = newTransport()
+		}
+		opts.HTTPClient = &c
 	}
+	opts.HTTPClient.Transport = &guard{base: opts.HTTPClient.Transport, plainHTTP: opts.PlainHTTP, resolver: net.DefaultResolver}
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = 4096
 	}
@@ -101,13 +114,20 @@ func (r *Resolver) Command(ctx context.Context, image, namespace string, pullSec
 // maxManifestSize bounds manifests and configs read into memory.
 const maxManifestSize = 4 << 20
 
-// Resolve returns the ENTRYPOINT/CMD of image (a pod's container image reference).
+// Resolve returns the ENTRYPOINT/CMD of image (a pod's container image reference). Its errors
+// are *LookupError: their text says what the user can change and echoes neither the registry's
+// answers nor anything about Secrets (the detail goes to Options.Log).
 func (r *Resolver) Resolve(ctx context.Context, image, namespace string, pullSecrets []string) (Image, error) {
 	ref, host, err := Normalize(image)
 	if err != nil {
 		return Image{}, err
 	}
-	key := ref.Registry + "/" + ref.Repository + ":" + ref.Reference
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	// the credential first: what was read with one credential is never served to another request
+	cred, credNote := r.credential(ctx, host, namespace, pullSecrets)
+	ck := credKey(cred)
+	key := ck + "|" + ref.Registry + "/" + ref.Repository + ":" + ref.Reference
 	digest := ""
 	if _, derr := ref.Digest(); derr == nil {
 		digest = ref.Reference
@@ -120,29 +140,36 @@ func (r *Resolver) Resolve(ctx context.Context, image, namespace string, pullSec
 	}
 	if digest != "" {
 		r.mu.Lock()
-		img, ok := r.byDigest[digest]
+		img, ok := r.byDigest[ck+"|"+digest]
 		r.mu.Unlock()
 		if ok {
 			return img, nil
 		}
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
 	plain := slices.Contains(r.opts.PlainHTTP, host)
-	cred, credNote := r.credential(ctx, host, namespace, pullSecrets)
+	scheme := "https"
+	if plain {
+		scheme = "http"
+	}
 	repo := &remote.Repository{
 		Reference: ref,
 		PlainHTTP: plain,
 		Client: &auth.Client{
-			Client:     r.opts.HTTPClient,
-			Cache:      auth.NewCache(),
-			Credential: func(context.Context, string) (auth.Credential, error) { return cred, nil },
+			Client: r.opts.HTTPClient,
+			Cache:  auth.NewCache(),
+			// bound to the registry's host: a realm or redirect elsewhere gets none
+			Credential: auth.StaticCredential(ref.Registry, cred),
 		},
 	}
-	img, err := r.fetch(ctx, repo, ref.Reference)
+	img, err := r.fetch(withLookup(ctx, hostPort(scheme, ref.Registry)), repo, ref.Reference, ck)
 	if err != nil {
-		return Image{}, describe(err, host, plain, credNote, r.opts.Timeout)
+		lerr := &LookupError{Host: host, Anonymous: len(pullSecrets) == 0, PlainHTTP: plain, Cause: err}
+		if r.opts.Log != nil {
+			r.opts.Log.WarnContext(ctx, "entrypoint lookup failed", "image", image, "namespace", namespace,
+				"credentials", credNote, "reason", truncate(describe(err, host, plain, r.opts.Timeout), 512))
+		}
+		return Image{}, lerr
 	}
 	r.mu.Lock()
 	if len(r.byDigest) >= r.opts.MaxEntries {
@@ -151,7 +178,7 @@ func (r *Resolver) Resolve(ctx context.Context, image, namespace string, pullSec
 	if len(r.byTag) >= r.opts.MaxEntries {
 		clear(r.byTag)
 	}
-	r.byDigest[img.Digest] = img
+	r.byDigest[ck+"|"+img.Digest] = img
 	if digest == "" {
 		r.byTag[key] = tagEntry{digest: img.Digest, expires: r.now().Add(r.opts.TagTTL)}
 	}
@@ -159,14 +186,50 @@ func (r *Resolver) Resolve(ctx context.Context, image, namespace string, pullSec
 	return img, nil
 }
 
-func (r *Resolver) fetch(ctx context.Context, repo *remote.Repository, reference string) (Image, error) {
+// credKey identifies a credential in cache keys without holding it in the clear.
+func credKey(c auth.Credential) string {
+	if c == auth.EmptyCredential {
+		return "anonymous"
+	}
+	h := sha256.Sum256([]byte(c.Username + "\x00" + c.Password + "\x00" + c.RefreshToken + "\x00" + c.AccessToken))
+	return hex.EncodeToString(h[:])
+}
+
+// LookupError is a failed lookup. Its text is the same whatever the registry answered (or did
+// not), so that a denial is no oracle on a registry's responses, on which ports answer, or on the
+// namespace's Secrets; Cause keeps the reason for the webhook's log and for tests.
+type LookupError struct {
+	Host      string
+	Anonymous bool
+	PlainHTTP bool
+	Cause     error
+}
+
+func (e *LookupError) Error() string {
+	how := "with the pod's imagePullSecrets"
+	if e.Anonymous {
+		how = "anonymously: the pod has no imagePullSecrets"
+	}
+	return fmt.Sprintf("registry %s did not give its configuration (read %s; a private image needs an imagePullSecret for that host, a plain-HTTP registry the chart value plainHTTPRegistries; the reason is in the webhook's log)", e.Host, how)
+}
+
+func (e *LookupError) Unwrap() error { return e.Cause }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func (r *Resolver) fetch(ctx context.Context, repo *remote.Repository, reference, ck string) (Image, error) {
 	desc, body, err := repo.FetchReference(ctx, reference)
 	if err != nil {
 		return Image{}, err
 	}
 	top := desc.Digest.String()
 	r.mu.Lock()
-	cached, ok := r.byDigest[top]
+	cached, ok := r.byDigest[ck+"|"+top]
 	r.mu.Unlock()
 	if ok {
 		body.Close()
@@ -380,22 +443,22 @@ func hostMatches(key, host string) bool {
 	return isDockerHub(host) && isDockerHub(k)
 }
 
-// describe turns a lookup error into a sentence a kubectl user can act on.
-func describe(err error, host string, plain bool, credNote string, timeout time.Duration) error {
+// describe is the reason of a failed lookup, for the webhook's log (never for a denial).
+func describe(err error, host string, plain bool, timeout time.Duration) string {
 	var resp *errcode.ErrorResponse
 	switch {
 	case errors.Is(err, auth.ErrBasicCredentialNotFound):
-		return fmt.Errorf("registry %s refused access (HTTP 401: credentials required) to the lookup made %s; add an imagePullSecret with credentials for %s to the pod", host, credNote, host)
+		return fmt.Sprintf("registry %s refused access (HTTP 401: credentials required) to the lookup", host)
 	case errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden):
-		return fmt.Errorf("registry %s refused access (HTTP %d) to the lookup made %s; add an imagePullSecret with credentials for %s to the pod", host, resp.StatusCode, credNote, host)
+		return fmt.Sprintf("registry %s refused access (HTTP %d) to the lookup", host, resp.StatusCode)
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusNotFound, errors.Is(err, errdef.ErrNotFound):
-		return fmt.Errorf("the image was not found in registry %s: %v", host, err)
+		return fmt.Sprintf("the image was not found in registry %s: %v", host, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("registry %s did not answer within %s", host, timeout)
+		return fmt.Sprintf("registry %s did not answer within %s", host, timeout)
 	case strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"):
-		return fmt.Errorf("registry %s: TLS failed (%v); the webhook trusts the public CAs only, so set command in the container or list the registry in entrypointLookup.plainHTTPRegistries if it serves plain HTTP", host, err)
+		return fmt.Sprintf("registry %s: TLS failed (%v); the webhook trusts the public CAs only, so set command in the container or list the registry in entrypointLookup.plainHTTPRegistries if it serves plain HTTP", host, err)
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return fmt.Errorf("registry %s serves plain HTTP; list it in the chart value entrypointLookup.plainHTTPRegistries to allow that", host)
+		return fmt.Sprintf("registry %s serves plain HTTP; list it in the chart value entrypointLookup.plainHTTPRegistries to allow that", host)
 	}
 	var netErr net.Error
 	var opErr *net.OpError
@@ -404,7 +467,7 @@ func describe(err error, host string, plain bool, credNote string, timeout time.
 		if plain {
 			scheme = "HTTP"
 		}
-		return fmt.Errorf("cannot reach registry %s over %s: %v", host, scheme, err)
+		return fmt.Sprintf("cannot reach registry %s over %s: %v", host, scheme, err)
 	}
-	return fmt.Errorf("reading the image config from %s failed: %v", host, err)
+	return fmt.Sprintf("reading the image config from %s failed: %v", host, err)
 }

@@ -51,7 +51,7 @@ const (
 	// MaxDenials is how many problems one denial lists; the rest are counted.
 	MaxDenials = 10
 	// MaxDenialLen bounds one problem's text (values are echoed, quoted, and cut here).
-	MaxDenialLen = 400
+	MaxDenialLen = 600
 )
 
 // deny records a problem with the annotation key ("" for the pod itself).

@@ -63,7 +63,7 @@ func (m *Mutator) appCommand(ctx context.Context, namespace string, pod *corev1.
 		return c.Command, nil, false, nil
 	}
 	fail := func(format string, a ...any) *Denial {
-		return &Denial{Reason: ReasonEntrypointLookup, Message: fmt.Sprintf("container %q has no command, so oras-cache needs the ENTRYPOINT of image %q, but %s; set command (and args) in the container to the program to run", c.Name, c.Image, fmt.Sprintf(format, a...))}
+		return &Denial{Reason: ReasonEntrypointLookup, Message: fmt.Sprintf("container %q has no command: set command (and args) in the container to the program to run; oras-cache needs the ENTRYPOINT of image %q otherwise, but %s", c.Name, c.Image, fmt.Sprintf(format, a...))}
 	}
 	if m.Images == nil {
 		return nil, nil, false, fail("image lookup is not configured")

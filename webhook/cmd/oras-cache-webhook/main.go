@@ -46,6 +46,7 @@ func main() {
 		PlainHTTP: cfg.EntrypointLookup.PlainHTTPRegistries,
 		Timeout:   cfg.EntrypointLookup.Timeout.Duration,
 		Secrets:   secrets,
+		Log:       log,
 	})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
