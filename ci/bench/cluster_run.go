@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
+	"github.com/converged-computing/oras-cache/webhook/inject"
 )
 
 const (
@@ -64,9 +65,9 @@ func jobJSON(name string, command []string, ann map[string]string) []byte {
 	}
 	tmpl := map[string]any{"spec": pod}
 	if len(ann) > 0 {
-		a := map[string]string{"oras.converged-computing.github.io/oras-cache": benchRelease}
+		a := map[string]string{inject.AnnotationCache: benchRelease}
 		for k, v := range ann {
-			a["oras.converged-computing.github.io/"+k] = v
+			a[inject.Prefix+k] = v
 		}
 		tmpl["metadata"] = map[string]any{"annotations": a}
 	}

@@ -28,6 +28,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // epoch is the mtime of every layer entry and the config's created time.
@@ -292,9 +294,9 @@ func build(layout, name string, cfg imageConfig, entries map[string]entry) (stri
 	}
 	manifest := map[string]any{
 		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
-		"config":        descriptor{MediaType: "application/vnd.oci.image.config.v1+json", Digest: configDigest, Size: int64(len(configJSON))},
-		"layers":        []descriptor{{MediaType: "application/vnd.oci.image.layer.v1.tar", Digest: layerDigest, Size: int64(layer.Len())}},
+		"mediaType":     ocispec.MediaTypeImageManifest,
+		"config":        descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: configDigest, Size: int64(len(configJSON))},
+		"layers":        []descriptor{{MediaType: ocispec.MediaTypeImageLayer, Digest: layerDigest, Size: int64(layer.Len())}},
 	}
 	manifestJSON, err := json.Marshal(manifest)
 	if err != nil {
@@ -310,10 +312,10 @@ func build(layout, name string, cfg imageConfig, entries map[string]entry) (stri
 	}
 	index := map[string]any{
 		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.index.v1+json",
+		"mediaType":     ocispec.MediaTypeImageIndex,
 		"manifests": []descriptor{{
-			MediaType: "application/vnd.oci.image.manifest.v1+json", Digest: manifestDigest, Size: int64(len(manifestJSON)),
-			Annotations: map[string]string{"io.containerd.image.name": name, "org.opencontainers.image.ref.name": tag},
+			MediaType: ocispec.MediaTypeImageManifest, Digest: manifestDigest, Size: int64(len(manifestJSON)),
+			Annotations: map[string]string{"io.containerd.image.name": name, ocispec.AnnotationRefName: tag},
 			Platform:    &platform{Architecture: "amd64", OS: "linux"},
 		}},
 	}
@@ -324,7 +326,7 @@ func build(layout, name string, cfg imageConfig, entries map[string]entry) (stri
 	if err := os.WriteFile(filepath.Join(tmp, "index.json"), indexJSON, 0o644); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "oci-layout"), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "oci-layout"), []byte(`{"imageLayoutVersion":"`+ocispec.ImageLayoutVersion+`"}`), 0o644); err != nil {
 		return "", err
 	}
 	if err := os.RemoveAll(layout); err != nil {

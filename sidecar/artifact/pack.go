@@ -20,15 +20,12 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Wire format constants: exactly what `oras push` writes (docs/design.md, "Artifact format").
-const (
-	ArtifactType       = "application/vnd.converged-computing.oras-cache.v1"
-	MediaTypeFile      = "application/vnd.oci.image.layer.v1.tar" // sic: oras uses it for raw file bytes
-	MediaTypeTarGzip   = "application/vnd.oci.image.layer.v1.tar+gzip"
-	AnnotationTitle    = "org.opencontainers.image.title"
-	AnnotationUnpack   = "io.deis.oras.content.unpack"
-	AnnotationTarDigst = "io.deis.oras.content.digest"
-)
+// ArtifactType is our manifest's artifactType. The rest of the wire format is exactly what
+// `oras push` writes (docs/design.md, "Artifact format"), so its names come from image-spec
+// (ocispec.MediaTypeImageLayer for a file's raw bytes, as oras uses it; MediaTypeImageLayerGzip
+// for a directory's tar+gzip; AnnotationTitle) and oras-go's file store (file.AnnotationUnpack,
+// file.AnnotationDigest: the digest of the uncompressed tar).
+const ArtifactType = "application/vnd.converged-computing.oras-cache.v1"
 
 // gzipBlockSize is part of the reproducibility contract: the compressed bytes depend on it (and on
 // the level), never on the number of CPUs.

@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/pgzip"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content/file"
 	"oras.land/oras-go/v2/errdef"
 	"oras.land/oras-go/v2/registry/remote"
 
@@ -119,7 +120,7 @@ func (c *Client) Pull(ctx context.Context, rawRef, dest string, opts PullOptions
 	defer os.RemoveAll(stage)
 	budget := Limits{Bytes: c.cfg.MaxUnpackSize, Entries: c.cfg.MaxUnpackEntries} // for the whole input
 	for _, l := range m.Layers {
-		title := l.Annotations[AnnotationTitle]
+		title := l.Annotations[ocispec.AnnotationTitle]
 		if title == "" {
 			c.log.Warn("skipping a layer without a title", "digest", l.Digest.String())
 			continue
@@ -136,11 +137,11 @@ func (c *Client) Pull(ctx context.Context, rawRef, dest string, opts PullOptions
 		}
 		t0 := time.Now()
 		var st UnpackStats
-		if l.Annotations[AnnotationUnpack] == "true" && !opts.KeepArchives {
+		if l.Annotations[file.AnnotationUnpack] == "true" && !opts.KeepArchives {
 			st, err = c.pullDir(ctx, repo, l, stage, title, budget, opts.ReadableByAll)
 		} else {
 			name := title
-			if l.Annotations[AnnotationUnpack] == "true" {
+			if l.Annotations[file.AnnotationUnpack] == "true" {
 				name += ".tar.gz"
 			}
 			if l.Size > budget.Bytes || budget.Entries < 1 {
@@ -227,7 +228,7 @@ func (c *Client) pullDir(ctx context.Context, repo *remote.Repository, desc ocis
 	defer gz.Close()
 	var r io.Reader = gz
 	var th hash.Hash
-	want, _ := digest.Parse(desc.Annotations[AnnotationTarDigst])
+	want, _ := digest.Parse(desc.Annotations[file.AnnotationDigest])
 	if want != "" && want.Algorithm() == digest.SHA256 {
 		th = sha256.New()
 		r = io.TeeReader(gz, th)

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content/file"
 	"oras.land/oras-go/v2/registry/remote"
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
@@ -59,7 +60,7 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 			return res, fmt.Errorf("push %s: packing %s: %w", ref, p, err)
 		}
 		layers = append(layers, l)
-		title := l.desc.Annotations[AnnotationTitle]
+		title := l.desc.Annotations[ocispec.AnnotationTitle]
 		if titles[title] {
 			return res, fmt.Errorf("push %s: two outputs are named %q", ref, title)
 		}
@@ -135,8 +136,8 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 		if err != nil {
 			return l, err
 		}
-		l = layer{files: 1, desc: ocispec.Descriptor{MediaType: MediaTypeFile, Digest: d, Size: n,
-			Annotations: map[string]string{AnnotationTitle: title}}}
+		l = layer{files: 1, desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: n,
+			Annotations: map[string]string{ocispec.AnnotationTitle: title}}}
 		l.open = func() (io.ReadCloser, error) { return os.Open(p) }
 	case fi.IsDir():
 		prog := c.startProgress("pack "+title, 0)
@@ -150,11 +151,11 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 			c.log.Warn("skipped a special file (not data)", "entry", s)
 		}
 		l.files = st.Files
-		l.desc = ocispec.Descriptor{MediaType: MediaTypeTarGzip, Digest: hw.digest(), Size: hw.n,
+		l.desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: hw.digest(), Size: hw.n,
 			Annotations: map[string]string{
-				AnnotationTitle:    title,
-				AnnotationTarDigst: st.TarDigest.String(),
-				AnnotationUnpack:   "true",
+				ocispec.AnnotationTitle: title,
+				file.AnnotationDigest:   st.TarDigest.String(),
+				file.AnnotationUnpack:   "true",
 			}}
 		level, want := c.cfg.CompressionLevel, l.desc.Digest
 		l.open = func() (io.ReadCloser, error) {
@@ -181,7 +182,7 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 // uploadBlob uploads desc unless the registry has it, retrying from the start of the content.
 func (c *Client) uploadBlob(ctx context.Context, repo *remote.Repository, desc ocispec.Descriptor, open func() (io.ReadCloser, error), res *contract.PushResult) error {
 	what := "upload " + desc.Digest.String()
-	if t := desc.Annotations[AnnotationTitle]; t != "" {
+	if t := desc.Annotations[ocispec.AnnotationTitle]; t != "" {
 		what = "upload " + t + " (" + desc.Digest.String() + ")"
 	}
 	return c.retry(ctx, what, func(ctx context.Context) error {

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content/file"
 
 	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
@@ -180,7 +181,7 @@ func pushRaw(t *testing.T, c *Client, rawRef string, blob []byte, annotations ma
 		t.Fatal(err)
 	}
 	repo := c.repository(ref)
-	layer := ocispec.Descriptor{MediaType: MediaTypeTarGzip, Digest: digest.FromBytes(blob), Size: int64(len(blob)), Annotations: annotations}
+	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(blob), Size: int64(len(blob)), Annotations: annotations}
 	for _, b := range []struct {
 		d    ocispec.Descriptor
 		data []byte
@@ -212,18 +213,18 @@ func TestPullRefusesMaliciousAndOversizedArtifacts(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{})
 	c, _ := newTestClient(t, testConfig(reg))
 	unpack := func(title string) map[string]string {
-		return map[string]string{AnnotationTitle: title, AnnotationUnpack: "true"}
+		return map[string]string{ocispec.AnnotationTitle: title, file.AnnotationUnpack: "true"}
 	}
 	evil := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/../../escaped", typ: tar.TypeReg, body: "x"}}))
 	pushRaw(t, c, "evil/dotdot:v1", evil, unpack("d"))
 	link := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/l", typ: tar.TypeSymlink, link: "/"}}))
 	pushRaw(t, c, "evil/symlink:v1", link, unpack("d"))
 	pushRaw(t, c, "evil/title:v1", evil, unpack("../outside"))
-	pushRaw(t, c, "evil/abs-title:v1", []byte("x"), map[string]string{AnnotationTitle: "/etc/cron.d/x"})
+	pushRaw(t, c, "evil/abs-title:v1", []byte("x"), map[string]string{ocispec.AnnotationTitle: "/etc/cron.d/x"})
 	bomb := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/zeros", typ: tar.TypeReg, body: strings.Repeat("\x00", 2<<20)}}))
 	pushRaw(t, c, "evil/bomb:v1", bomb, unpack("d"))
 	valid := gzipBytes(t, makeTar(t, []entry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "d/f", typ: tar.TypeReg, body: "ok"}}))
-	pushRaw(t, c, "evil/bad-tar-digest:v1", valid, map[string]string{AnnotationTitle: "d", AnnotationUnpack: "true", AnnotationTarDigst: digest.FromString("not it").String()})
+	pushRaw(t, c, "evil/bad-tar-digest:v1", valid, map[string]string{ocispec.AnnotationTitle: "d", file.AnnotationUnpack: "true", file.AnnotationDigest: digest.FromString("not it").String()})
 
 	cfg := testConfig(reg)
 	cfg.MaxUnpackSize = 1 << 20

@@ -15,9 +15,9 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-const chAnnPrefix = "oras.converged-computing.github.io/"
+	"github.com/converged-computing/oras-cache/webhook/inject"
+)
 
 // chartMatchConditions compiles the rendered matchConditions into one predicate on a pod.
 func chartMatchConditions(t *testing.T, o *chartObjects) func(pod *corev1.Pod) bool {
@@ -75,19 +75,19 @@ func TestChartMatchConditionsSelectThisReleasesPods(t *testing.T) {
 				{"no annotations at all", nil, false},
 				{"empty annotations", map[string]string{}, false},
 				{"unrelated annotations", map[string]string{"prometheus.io/scrape": "true", "kubectl.kubernetes.io/default-container": "app"}, false},
-				{"oras-cache naming this release", map[string]string{chAnnPrefix + "oras-cache": release}, true},
-				{"this release with inputs and outputs", map[string]string{chAnnPrefix + "oras-cache": release, chAnnPrefix + "input-uri": "data:v1", chAnnPrefix + "output-uri": "result:v1", "other": "x"}, true},
-				{"oras-cache naming another release", map[string]string{chAnnPrefix + "oras-cache": release + "-other", chAnnPrefix + "output-uri": "r:1"}, false},
-				{"oras-cache naming a prefix of this release", map[string]string{chAnnPrefix + "oras-cache": release[:len(release)-1]}, len(release) == 1}, // "" for release r
+				{"oras-cache naming this release", map[string]string{inject.Prefix + "oras-cache": release}, true},
+				{"this release with inputs and outputs", map[string]string{inject.Prefix + "oras-cache": release, inject.Prefix + "input-uri": "data:v1", inject.Prefix + "output-uri": "result:v1", "other": "x"}, true},
+				{"oras-cache naming another release", map[string]string{inject.Prefix + "oras-cache": release + "-other", inject.Prefix + "output-uri": "r:1"}, false},
+				{"oras-cache naming a prefix of this release", map[string]string{inject.Prefix + "oras-cache": release[:len(release)-1]}, len(release) == 1}, // "" for release r
 				// an empty switch reaches the webhook, which denies it: never run without its data
-				{"oras-cache empty", map[string]string{chAnnPrefix + "oras-cache": ""}, true},
-				{"oras-cache blank", map[string]string{chAnnPrefix + "oras-cache": " \t"}, true},
-				{"oras-cache empty with inputs", map[string]string{chAnnPrefix + "oras-cache": "", chAnnPrefix + "input-uri": "data:v1"}, true},
-				{"oras-cache naming another release, padded", map[string]string{chAnnPrefix + "oras-cache": " x "}, false},
+				{"oras-cache empty", map[string]string{inject.Prefix + "oras-cache": ""}, true},
+				{"oras-cache blank", map[string]string{inject.Prefix + "oras-cache": " \t"}, true},
+				{"oras-cache empty with inputs", map[string]string{inject.Prefix + "oras-cache": "", inject.Prefix + "input-uri": "data:v1"}, true},
+				{"oras-cache naming another release, padded", map[string]string{inject.Prefix + "oras-cache": " x "}, false},
 				// other keys without oras-cache reach the webhook, which denies them with a message
-				{"oras keys without oras-cache", map[string]string{chAnnPrefix + "output-uri": "result:v1"}, true},
-				{"similar but foreign prefix", map[string]string{"oras.converged-computing.github.io.example/oras-cache": release}, false},
-				{"the status annotation alone", map[string]string{chAnnPrefix + "status": "injected"}, true},
+				{"oras keys without oras-cache", map[string]string{inject.Prefix + "output-uri": "result:v1"}, true},
+				{"similar but foreign prefix", map[string]string{strings.TrimSuffix(inject.Prefix, "/") + ".example/oras-cache": release}, false},
+				{"the status annotation alone", map[string]string{inject.Prefix + "status": "injected"}, true},
 			}
 			for _, c := range cases {
 				assert.Equal(t, c.want, match(chSamplePod(c.ann)), c.name)
@@ -111,7 +111,7 @@ func TestChartNotesJobIsValidAndSelected(t *testing.T) {
 		assert.Equal(t, "science", job.Namespace)
 		assert.Equal(t, corev1.RestartPolicyNever, job.Spec.Template.Spec.RestartPolicy)
 		require.Len(t, job.Spec.Template.Spec.Containers, 1)
-		assert.Equal(t, "wf", job.Spec.Template.Annotations[chAnnPrefix+"oras-cache"])
+		assert.Equal(t, "wf", job.Spec.Template.Annotations[inject.Prefix+"oras-cache"])
 		pod := chSamplePod(job.Spec.Template.Annotations)
 		assert.True(t, chartMatchConditions(t, o)(pod), "the webhook selects the NOTES Job's pods")
 

@@ -58,7 +58,8 @@ func whStrictPod(raw []byte) (*corev1.Pod, []error, error) {
 	return &pod, strict, err
 }
 
-var whAllowedPath = regexp.MustCompile(`^(/spec/volumes(/-)?|/spec/initContainers(/-)?|/spec/containers/-|/spec/containers/[0-9]+/(command|args|volumeMounts(/-)?)|/metadata/annotations/oras.converged-computing.github.io~1status)$`)
+var whAllowedPath = regexp.MustCompile(`^(/spec/volumes(/-)?|/spec/initContainers(/-)?|/spec/containers/-|/spec/containers/[0-9]+/(command|args|volumeMounts(/-)?)|/metadata/annotations/` +
+	regexp.QuoteMeta(strings.ReplaceAll(inject.AnnotationStatus, "/", "~1")) + `)$`)
 
 // whCheckMutation verifies the properties every admitted mutation must have: add/replace only
 // on owned paths; nothing of the input lost or rewritten except the app's command/args; the

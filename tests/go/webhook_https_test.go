@@ -171,13 +171,13 @@ func TestWebhookHTTPS(t *testing.T) {
 	}
 
 	// a Job pod with a field our API types do not know: patched, field kept
-	raw := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"train-","namespace":"jobs",
-	  "annotations":{"oras.converged-computing.github.io/oras-cache":"cache",
-	    "oras.converged-computing.github.io/input-uri":"datasets/mnist:v1",
-	    "oras.converged-computing.github.io/output-uri":"models/mnist:v1",
-	    "oras.converged-computing.github.io/output-path":"/out"}},
+	raw := []byte(strings.ReplaceAll(`{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"train-","namespace":"jobs",
+	  "annotations":{"PREFIX/oras-cache":"cache",
+	    "PREFIX/input-uri":"datasets/mnist:v1",
+	    "PREFIX/output-uri":"models/mnist:v1",
+	    "PREFIX/output-path":"/out"}},
 	  "spec":{"restartPolicy":"Never","someFutureField":{"x":1},
-	    "containers":[{"name":"train","image":"ghcr.io/example/train:1.0","args":["--epochs","3"]}]}}`)
+	    "containers":[{"name":"train","image":"ghcr.io/example/train:1.0","args":["--epochs","3"]}]}}`, "PREFIX/", inject.Prefix))
 	resp := review(raw)
 	if !resp.Allowed || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch || len(resp.Patch) == 0 {
 		t.Fatalf("want an allowed JSONPatch response, got %+v", resp)
@@ -197,7 +197,7 @@ func TestWebhookHTTPS(t *testing.T) {
 
 	// denial
 	resp = review(whMustJSON(t, whPod(map[string]string{"oras-cache": "cache", "ouput-uri": "x:v1"})))
-	if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "did you mean oras.converged-computing.github.io/output-uri") {
+	if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusForbidden || !strings.Contains(resp.Result.Message, "did you mean "+inject.AnnotationOutputURI) {
 		t.Fatalf("want a denial, got %+v", resp.Result)
 	}
 	// not ours: another release

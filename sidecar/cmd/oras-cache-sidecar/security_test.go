@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content/file"
 	"oras.land/oras-go/v2/registry"
 	"oras.land/oras-go/v2/registry/remote"
 	"oras.land/oras-go/v2/registry/remote/auth"
@@ -96,8 +97,8 @@ func pushTarLayer(t *testing.T, reg *registrytest.Registry, repoTag, title strin
 	}
 	repo := &remote.Repository{Reference: ref, PlainHTTP: true, Client: &auth.Client{}}
 	ctx := context.Background()
-	layer := ocispec.Descriptor{MediaType: artifact.MediaTypeTarGzip, Digest: digest.FromBytes(tgz.Bytes()), Size: int64(tgz.Len()),
-		Annotations: map[string]string{artifact.AnnotationTitle: title, artifact.AnnotationUnpack: "true"}}
+	layer := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerGzip, Digest: digest.FromBytes(tgz.Bytes()), Size: int64(tgz.Len()),
+		Annotations: map[string]string{ocispec.AnnotationTitle: title, file.AnnotationUnpack: "true"}}
 	if err := repo.Push(ctx, layer, bytes.NewReader(tgz.Bytes())); err != nil {
 		t.Fatal(err)
 	}

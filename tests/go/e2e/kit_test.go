@@ -35,10 +35,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
+	"github.com/converged-computing/oras-cache/webhook/inject"
 )
 
 const (
-	prefix  = "oras.converged-computing.github.io/"
+	prefix  = inject.Prefix
 	release = "oras-cache"
 	// busybox is the test image with a shell; noshell has only a static binary and an ENTRYPOINT.
 	busybox = "localhost/oras-cache-test/busybox:1"
