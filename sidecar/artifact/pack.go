@@ -41,8 +41,23 @@ type PackStats struct {
 
 // PackDir writes the directory dir as a reproducible tar+gzip stream to w, every entry prefixed
 // with name (the layer title), entries sorted, uid/gid 0, no owner names, mtime 0, gzip header
-// without name or time. The gzip stream is compressed in parallel blocks; level is 1..9.
+// without name or time. The gzip stream is compressed in parallel blocks; level is 1..9. A dir
+// that is a symlink packs the directory it names; inside it, nothing is followed (PackRoot).
 func PackDir(ctx context.Context, dir, name string, w io.Writer, level int, progress func(int64)) (PackStats, error) {
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return PackStats{}, err
+	}
+	defer root.Close()
+	return PackRoot(ctx, root, name, w, level, progress)
+}
+
+// PackRoot is PackDir for the directory open as root: every read goes through it, symlinks are
+// stored as links and never followed, so nothing outside the directory is read.
+func PackRoot(ctx context.Context, root *os.Root, name string, w io.Writer, level int, progress func(int64)) (PackStats, error) {
 	var st PackStats
 	gz, err := pgzip.NewWriterLevel(w, level)
 	if err != nil {
@@ -52,14 +67,11 @@ func PackDir(ctx context.Context, dir, name string, w io.Writer, level int, prog
 	if err := gz.SetConcurrency(gzipBlockSize, max(2, 2*runtime.GOMAXPROCS(0))); err != nil {
 		return st, err
 	}
-	if real, err := filepath.EvalSymlinks(dir); err == nil {
-		dir = real // a symlink to the directory packs the directory
-	}
 	th := sha256.New()
 	cw := &countWriter{w: io.MultiWriter(gz, th), progress: progress}
 	tw := tar.NewWriter(cw)
 	buf := make([]byte, 256<<10)
-	if err := packTree(ctx, tw, dir, name, buf, &st); err != nil {
+	if err := packTree(ctx, tw, root, ".", name, buf, &st); err != nil {
 		_ = gz.Close()
 		return st, err
 	}
@@ -77,11 +89,11 @@ func PackDir(ctx context.Context, dir, name string, w io.Writer, level int, prog
 
 var epoch = time.Unix(0, 0).UTC()
 
-func packTree(ctx context.Context, tw *tar.Writer, src, name string, buf []byte, st *PackStats) error {
+func packTree(ctx context.Context, tw *tar.Writer, root *os.Root, rel, name string, buf []byte, st *PackStats) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	fi, err := os.Lstat(src)
+	fi, err := root.Lstat(rel)
 	if err != nil {
 		return err
 	}
@@ -92,19 +104,19 @@ func packTree(ctx context.Context, tw *tar.Writer, src, name string, buf []byte,
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		entries, err := os.ReadDir(src) // sorted by name
+		entries, err := fs.ReadDir(root.FS(), rel) // sorted by name
 		if err != nil {
 			return err
 		}
 		for _, e := range entries {
-			if err := packTree(ctx, tw, filepath.Join(src, e.Name()), path.Join(name, e.Name()), buf, st); err != nil {
+			if err := packTree(ctx, tw, root, path.Join(rel, e.Name()), path.Join(name, e.Name()), buf, st); err != nil {
 				return err
 			}
 		}
 		return nil
 	case fi.Mode().IsRegular(): // hard links are stored as regular files, as oras does
 		hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
-		f, err := os.Open(src)
+		f, err := root.OpenFile(rel, os.O_RDONLY|noFollow, 0)
 		if err != nil {
 			return err
 		}
@@ -114,15 +126,15 @@ func packTree(ctx context.Context, tw *tar.Writer, src, name string, buf []byte,
 		}
 		n, err := io.CopyBuffer(tw, io.LimitReader(f, fi.Size()), buf)
 		if err != nil {
-			return fmt.Errorf("%s: %w", src, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
 		if n != fi.Size() {
-			return permanent(fmt.Errorf("%s changed size while it was packed", src))
+			return permanent(fmt.Errorf("%s changed size while it was packed", name))
 		}
 		st.Files++
 		return nil
 	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := os.Readlink(src)
+		target, err := root.Readlink(rel)
 		if err != nil {
 			return err
 		}
@@ -184,9 +196,9 @@ func (h *hashingWriter) digest() digest.Digest {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.h.Sum(nil)))
 }
 
-// fileDigest hashes a whole file.
-func fileDigest(ctx context.Context, p string, progress func(int64)) (digest.Digest, int64, error) {
-	f, err := os.Open(p)
+// fileDigest hashes a whole file, opened by open.
+func fileDigest(ctx context.Context, open func() (io.ReadCloser, error), progress func(int64)) (digest.Digest, int64, error) {
+	f, err := open()
 	if err != nil {
 		return "", 0, err
 	}

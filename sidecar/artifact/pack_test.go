@@ -133,10 +133,11 @@ func TestRepackDetectsChangedOutput(t *testing.T) {
 	c, _ := newTestClient(t, transfer.Default())
 	dir := filepath.Join(t.TempDir(), "out")
 	writeTree(t, dir, map[string]string{"f": "before"}, nil)
-	l, err := c.packLayer(context.Background(), dir)
+	l, err := c.packLayer(context.Background(), dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.close()
 	rc, _ := l.open()
 	same, err := io.ReadAll(rc)
 	if err != nil || int64(len(same)) != l.desc.Size {

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -24,12 +26,17 @@ type PushOptions struct {
 	// Annotations are added to the manifest. They change its digest: by default there are none,
 	// so identical content gives an identical manifest digest.
 	Annotations map[string]string
+	// Root, when set, is where the paths are: each must be a single name in it (no separator,
+	// no ".."), read without following any symlink — a top-level symlink is refused — so nothing
+	// outside Root can be pushed (the push sidecar reads the app-writable share this way).
+	Root *os.Root
 }
 
 type layer struct {
 	desc  ocispec.Descriptor
 	open  func() (io.ReadCloser, error) // the blob's bytes, from the start
 	files int
+	close func() // releases what open needs
 }
 
 // Push packs every path (a file or a directory; the layer is titled with its base name) exactly as
@@ -55,7 +62,10 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 	var layers []layer
 	titles := map[string]bool{}
 	for _, p := range paths {
-		l, err := c.packLayer(ctx, p)
+		l, err := c.packLayer(ctx, p, opts.Root)
+		if l.close != nil {
+			defer l.close()
+		}
 		if err != nil {
 			return res, fmt.Errorf("push %s: packing %s: %w", ref, p, err)
 		}
@@ -112,37 +122,67 @@ func (c *Client) Push(ctx context.Context, rawRef string, paths []string, opts P
 
 // packLayer turns one path into a layer: a file as is; a directory as a reproducible tar+gzip
 // stream, packed once to learn its digest and size (nothing is written to disk), and packed again
-// while it is uploaded, only when the registry does not have it yet.
-func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
+// while it is uploaded, only when the registry does not have it yet. Everything is read through an
+// os.Root: in is the caller's when set (p a single name in it), else the directory holding the
+// path p resolves to (the caller's own path, a symlink to a directory packs the directory).
+func (c *Client) packLayer(ctx context.Context, p string, in *os.Root) (layer, error) {
 	var l layer
-	fi, err := os.Stat(p)
+	parent, name, title := in, p, p
+	if in != nil {
+		if p == "" || p == "." || p == ".." || strings.ContainsAny(p, "/\x00") {
+			return l, permanent(fmt.Errorf("%q is not a single name", p))
+		}
+	} else {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return l, err
+		}
+		title = filepath.Base(abs)
+		if title == "/" || title == "." {
+			return l, fmt.Errorf("cannot name a layer after %q", p)
+		}
+		real := abs
+		if r, err := filepath.EvalSymlinks(abs); err == nil {
+			real = r
+		}
+		if parent, err = os.OpenRoot(filepath.Dir(real)); err != nil {
+			return l, err
+		}
+		name = filepath.Base(real)
+		l.close = func() { parent.Close() }
+	}
+	fi, err := parent.Lstat(name)
 	if err != nil {
 		return l, err
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		return l, err
-	}
-	title := filepath.Base(abs)
-	if title == "/" || title == "." {
-		return l, fmt.Errorf("cannot name a layer after %q", p)
 	}
 	start := time.Now()
 	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return l, permanent(fmt.Errorf("%s is a symlink (refusing to follow it out of where it is)", p))
 	case fi.Mode().IsRegular():
+		open := func() (io.ReadCloser, error) { return parent.OpenFile(name, os.O_RDONLY|noFollow, 0) }
 		prog := c.startProgress("hash "+title, fi.Size())
-		d, n, err := fileDigest(ctx, p, prog.set)
+		d, n, err := fileDigest(ctx, open, prog.set)
 		prog.done()
 		if err != nil {
 			return l, err
 		}
-		l = layer{files: 1, desc: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: n,
-			Annotations: map[string]string{ocispec.AnnotationTitle: title}}}
-		l.open = func() (io.ReadCloser, error) { return os.Open(p) }
+		l.files, l.open = 1, open
+		l.desc = ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayer, Digest: d, Size: n,
+			Annotations: map[string]string{ocispec.AnnotationTitle: title}}
 	case fi.IsDir():
+		dir, err := parent.OpenRoot(name)
+		if err != nil {
+			return l, err
+		}
+		if prev := l.close; prev != nil {
+			l.close = func() { dir.Close(); prev() }
+		} else {
+			l.close = func() { dir.Close() }
+		}
 		prog := c.startProgress("pack "+title, 0)
 		hw := newHashingWriter(io.Discard)
-		st, err := PackDir(ctx, p, title, hw, c.cfg.CompressionLevel, prog.set)
+		st, err := PackRoot(ctx, dir, title, hw, c.cfg.CompressionLevel, prog.set)
 		prog.done()
 		if err != nil {
 			return l, err
@@ -162,7 +202,7 @@ func (c *Client) packLayer(ctx context.Context, p string) (layer, error) {
 			pr, pw := io.Pipe()
 			go func() {
 				h := newHashingWriter(pw)
-				_, err := PackDir(ctx, p, title, h, level, nil)
+				_, err := PackRoot(ctx, dir, title, h, level, nil)
 				if err == nil && h.digest() != want {
 					err = permanent(fmt.Errorf("%s changed while it was pushed (packed as %s, then as %s)", p, want, h.digest()))
 				}

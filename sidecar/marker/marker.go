@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,9 +49,12 @@ type Run struct {
 	ID   string
 }
 
+// runIDBytes is the size of a run id's random part (hex-encoded: 24 characters).
+const runIDBytes = 12
+
 // NewRunID returns a random run identifier.
 func NewRunID() string {
-	b := make([]byte, 12)
+	b := make([]byte, runIDBytes)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
@@ -178,6 +182,10 @@ func Wait(dir string, opts WaitOptions, stop <-chan struct{}) (contract.Done, er
 		if err != nil {
 			return contract.Done{}, err
 		}
+		if state != absent && !ValidRunID(launch.RunID) {
+			return contract.Done{}, fmt.Errorf("%s holds the run id %q, not one a launcher makes (%d lowercase hex digits): the share was altered; nothing is pushed",
+				LockFile, shorten(launch.RunID), runIDBytes*2)
+		}
 		switch state {
 		case running:
 			if seen != launch.RunID && opts.OnRunning != nil {
@@ -190,6 +198,11 @@ func Wait(dir string, opts WaitOptions, stop <-chan struct{}) (contract.Done, er
 				var d contract.Done
 				b, err := os.ReadFile(filepath.Join(dir, DoneFile))
 				if err == nil && json.Unmarshal(b, &d) == nil && d.RunID == launch.RunID {
+					for _, o := range d.Outputs {
+						if err := CheckOutputName(o); err != nil {
+							return contract.Done{RunID: d.RunID, ExitCode: d.ExitCode}, fmt.Errorf("%s names the output %q: %v; only a name inside the share's outputs/ is pushed", DoneFile, shorten(o), err)
+						}
+					}
 					return d, nil
 				}
 				return contract.Done{RunID: launch.RunID}, fmt.Errorf("run %s: %w", launch.RunID, ErrNoResult)
@@ -255,14 +268,53 @@ func probe(dir string) (lockState, Launch, error) {
 // MarkHandled records that the push side acted on runID, so a restarted push container waits for
 // a new run instead of acting on the same result again.
 func MarkHandled(dir, runID string) error {
+	if !ValidRunID(runID) {
+		return fmt.Errorf("not a run id: %q", shorten(runID))
+	}
 	return os.WriteFile(filepath.Join(dir, handledGlob+runID), nil, 0o644)
 }
 
 // Handled reports whether MarkHandled was called for runID.
 func Handled(dir, runID string) bool {
-	if runID == "" {
+	if !ValidRunID(runID) {
 		return false
 	}
 	_, err := os.Stat(filepath.Join(dir, handledGlob+runID))
 	return err == nil
+}
+
+// ValidRunID reports whether id is what NewRunID makes (lowercase hex of runIDBytes). The share is
+// writable by the app, so an id read back from it is checked before it names a file.
+func ValidRunID(id string) bool {
+	if len(id) != runIDBytes*2 {
+		return false
+	}
+	for _, c := range id {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckOutputName refuses an output that is not a single name inside outputs/: empty, ".", "..",
+// or holding a separator or NUL (done.json is in the app-writable share).
+func CheckOutputName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return errors.New("not a name")
+	case strings.ContainsAny(name, "/\x00"):
+		return errors.New("not a single name (holds a separator)")
+	case len(name) > 255:
+		return errors.New("longer than a file name can be")
+	}
+	return nil
+}
+
+// shorten bounds a value read from the share before it is quoted in a message.
+func shorten(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }

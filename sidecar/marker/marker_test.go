@@ -174,3 +174,28 @@ func TestWaitStops(t *testing.T) {
 		t.Fatal("Wait ignored stop")
 	}
 }
+
+func TestRunIDsAndOutputNamesFromTheShareAreChecked(t *testing.T) {
+	if id := NewRunID(); !ValidRunID(id) {
+		t.Fatalf("NewRunID made %q, which ValidRunID refuses", id)
+	}
+	for _, id := range []string{"", "../../x", "0123456789ABCDEF01234567", "0123456789abcdef0123456", "0123456789abcdef01234567/"} {
+		if ValidRunID(id) {
+			t.Errorf("ValidRunID(%q)", id)
+		}
+	}
+	dir := t.TempDir()
+	if err := MarkHandled(dir, "../escape"); err == nil {
+		t.Fatal("MarkHandled accepted a path as run id")
+	}
+	for _, o := range []string{"", ".", "..", "a/b", "../x", "x\x00", strings.Repeat("n", 256)} {
+		if CheckOutputName(o) == nil {
+			t.Errorf("CheckOutputName(%q) accepted", o)
+		}
+	}
+	for _, o := range []string{"results", "out.txt", "..x", "a b"} {
+		if err := CheckOutputName(o); err != nil {
+			t.Errorf("CheckOutputName(%q): %v", o, err)
+		}
+	}
+}

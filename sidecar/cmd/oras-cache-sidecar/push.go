@@ -75,11 +75,17 @@ func cmdPush(args []string) int {
 		writeTermination(termLog, t, log)
 		return exitFailed
 	}
-	var paths []string
-	for _, o := range d.Outputs {
-		paths = append(paths, a.Share.Output(o))
+	// The share is writable by the app: its outputs are read through a root at outputs/, as single
+	// names (marker.Wait checked them), never following a symlink out of it.
+	outs, err := openOutputs(a.Share)
+	if err != nil {
+		t.Error = "opening the share's outputs: " + err.Error()
+		log.Error("push failed", "output", output, "error", t.Error)
+		writeTermination(termLog, t, log)
+		return exitFailed
 	}
-	res, err := client.Push(ctx, output, paths, artifact.PushOptions{})
+	defer outs.Close()
+	res, err := client.Push(ctx, output, d.Outputs, artifact.PushOptions{Root: outs})
 	if err != nil {
 		t.Error = err.Error()
 		log.Error("push failed", "output", output, "error", err.Error())
@@ -90,4 +96,14 @@ func cmdPush(args []string) int {
 	writeTermination(termLog, t, log)
 	_ = marker.MarkHandled(runDir, d.RunID)
 	return exitOK
+}
+
+// openOutputs opens share/outputs as an os.Root, itself reached through a root at the share.
+func openOutputs(share contract.Share) (*os.Root, error) {
+	r, err := os.OpenRoot(string(share))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return r.OpenRoot(contract.OutputsDir)
 }

@@ -276,3 +276,87 @@ func TestRegistryErrorTextIsSanitized(t *testing.T) {
 		t.Fatalf("the registry's words were lost instead of cleaned: %q", msg)
 	}
 }
+
+// forgeRun writes the share's run/ as an app that owns the share could: a finished launcher
+// (launcher.lock, not locked) with runID and a done.json naming outputs.
+func forgeRun(t *testing.T, share, runID string, outputs []string) {
+	t.Helper()
+	run := filepath.Join(share, "run")
+	if err := os.MkdirAll(filepath.Join(share, "outputs"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(run, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	lock, _ := json.Marshal(map[string]any{"runId": runID, "pid": 1, "startedAt": time.Now().UTC()})
+	done, _ := json.Marshal(map[string]any{"runId": runID, "exitCode": 0, "outputs": outputs, "finishedAt": time.Now().UTC()})
+	if err := os.WriteFile(filepath.Join(run, "launcher.lock"), lock, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(run, "done.json"), done, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 9, item 4: the push container distrusts the app-writable share. Forged states, each
+// through the real push process against a real registry holding the credentials: a top-level
+// outputs/x -> /proc/self/environ (the push container's environment, password included), outputs
+// naming paths outside outputs/, a symlink to a directory, and a run id built to write outside
+// run/. Each exits 1 with a message naming what was refused; nothing is pushed or written.
+func TestPushDistrustsTheShare(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{Auth: true})
+	c := testClient(t, reg)
+	validID := "0123456789abcdef01234567"
+	for i, tc := range []struct {
+		name, runID string
+		outputs     []string
+		prepare     func(t *testing.T, share string)
+		want        string
+	}{
+		{"symlink to the environment", validID, []string{"x"}, func(t *testing.T, share string) {
+			if err := os.Symlink("/proc/self/environ", filepath.Join(share, "outputs", "x")); err != nil {
+				t.Fatal(err)
+			}
+		}, "symlink"},
+		{"symlink to a directory outside", validID, []string{"d"}, func(t *testing.T, share string) {
+			if err := os.Symlink(filepath.Dir(share), filepath.Join(share, "outputs", "d")); err != nil {
+				t.Fatal(err)
+			}
+		}, "symlink"},
+		{"output outside outputs/", validID, []string{"../run"}, nil, `"../run"`},
+		{"output with a separator", validID, []string{"a/b"}, func(t *testing.T, share string) {
+			if err := os.MkdirAll(filepath.Join(share, "outputs", "a", "b"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}, `"a/b"`},
+		{"run id that escapes run/", "../../../../pwned", []string{"ok"}, nil, "run id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			share := filepath.Join(t.TempDir(), "s", "oras-cache")
+			forgeRun(t, share, tc.runID, tc.outputs)
+			if err := os.MkdirAll(filepath.Join(share, "outputs", "ok"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tc.prepare != nil {
+				tc.prepare(t, share)
+			}
+			term := filepath.Join(t.TempDir(), "term")
+			tag := fmt.Sprintf("forged/case%d:v1", i)
+			push := startProc(t, registryEnv(reg), "", "push", "--share", share, "--output", tag, "--termination-log", term)
+			code := push.wait(t, 60*time.Second)
+			msg := fmt.Sprint(readTermination(t, term)["error"])
+			if code != exitFailed || !strings.Contains(msg, tc.want) {
+				t.Fatalf("push exit %d, want 1 with %q in the termination message %q\n%s", code, tc.want, msg, push.stderr.String())
+			}
+			if _, err := c.Pull(context.Background(), tag, filepath.Join(t.TempDir(), "pulled"), artifact.PullOptions{}); err == nil {
+				t.Fatal("something was pushed from the forged share")
+			}
+			if _, err := os.Lstat(filepath.Join(filepath.Dir(filepath.Dir(share)), "pwned")); err == nil {
+				t.Fatal("a file was written outside run/")
+			}
+			if strings.Contains(push.stdout.String()+push.stderr.String(), reg.Password) {
+				t.Fatal("the password appeared in push's output")
+			}
+		})
+	}
+}
