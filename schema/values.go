@@ -30,6 +30,8 @@ type Values struct {
 	Webhook Webhook `json:"webhook" jsonschema:"required"`
 	// The containers the webhook injects into annotated pods.
 	Sidecar Sidecar `json:"sidecar" jsonschema:"required"`
+	// Registries (host[:port]) other than the cache that are reached over plain HTTP, by the webhook's ENTRYPOINT lookup and by the injected containers (the `registry` annotation, full references) alike. Every other registry is HTTPS, verified against the system roots; list only registries on a network you trust.
+	PlainHTTPRegistries []string `json:"plainHTTPRegistries" jsonschema:"uniqueItems=true,pattern=^[A-Za-z0-9.-]+(:[0-9]+)?$"`
 	// How the webhook reads an image's ENTRYPOINT/CMD when a pod sets no command.
 	EntrypointLookup EntrypointLookup `json:"entrypointLookup" jsonschema:"required"`
 	// NetworkPolicies of the registry and the webhook.
@@ -258,8 +260,6 @@ type Sidecar struct {
 
 // EntrypointLookup configures the webhook's reading of image configurations.
 type EntrypointLookup struct {
-	// Registries (host[:port]) read over plain HTTP for the ENTRYPOINT lookup.
-	PlainHTTPRegistries []string `json:"plainHTTPRegistries" jsonschema:"uniqueItems=true,pattern=^[A-Za-z0-9.-]+(:[0-9]+)?$"`
 	// Deadline of one lookup (Go duration). Keep it below webhook.timeoutSeconds so a slow registry
 	// gives the user the webhook's denial (set command) rather than an API-server timeout.
 	Timeout string `json:"timeout" jsonschema:"required,pattern=^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$"`

@@ -75,7 +75,7 @@ func TestGoldenWebhook(t *testing.T) {
 			}
 			cfg := whConfig(t, cfgText)
 			m := &inject.Mutator{Config: cfg, Images: imageconfig.New(imageconfig.Options{
-				PlainHTTP: cfg.EntrypointLookup.PlainHTTPRegistries,
+				PlainHTTP: cfg.PlainHTTPRegistries,
 				Timeout:   cfg.EntrypointLookup.Timeout.Duration,
 			})}
 			raw, err := yaml.YAMLToJSON([]byte(podText))

@@ -144,11 +144,7 @@ func whCheckMutation(t testing.TB, m *inject.Mutator, ns string, in []byte, res 
 	}
 	for _, ic := range injected {
 		whCheckRestricted(t, ic)
-		for _, e := range ic.Env {
-			if (e.Name == contract.EnvUsername || e.Name == contract.EnvPassword) && (e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
-				t.Fatalf("%s: credential %s not from a secretKeyRef", ic.Name, e.Name)
-			}
-		}
+		whCheckCredentials(t, m.Config, res.Plan, ic)
 	}
 	if pod.Spec.Subdomain != inPod.Spec.Subdomain || !reflect.DeepEqual(pod.Labels, inPod.Labels) {
 		t.Fatalf("subdomain or labels changed")
@@ -337,4 +333,53 @@ var whBaseConfig = func() string {
 
 func metav1TypeMeta(apiVersion, kind string) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: apiVersion, Kind: kind}
+}
+
+// whCheckCredentials: credentials come from a secretKeyRef only — of the auth Secret when relative
+// references go to the cache, of the oras-env Secret with the registry annotation — and only in a
+// container with a reference to ORAS_CACHE_REGISTRY (relative, or naming that host): a container
+// whose references all name other hosts holds none. ORAS_CACHE_PLAIN_HTTP_REGISTRIES is the
+// chart's list, present only when it is not empty.
+func whCheckCredentials(t testing.TB, cfg *inject.Config, plan *inject.Plan, c corev1.Container) {
+	t.Helper()
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	registry, secret := cfg.Registry.Host, cfg.Registry.AuthSecret
+	if plan.Registry != "" {
+		registry, secret = plan.Registry, plan.OrasEnv
+	}
+	if env[contract.EnvRegistry].Value != registry {
+		t.Fatalf("%s: %s=%q, want %q", c.Name, contract.EnvRegistry, env[contract.EnvRegistry].Value, registry)
+	}
+	usesRegistry := false
+	for i, a := range c.Args {
+		if (a == "--input" || a == "--output") && i+1 < len(c.Args) {
+			if host, _ := contract.SplitHost(c.Args[i+1]); host == "" || host == registry {
+				usesRegistry = true
+			}
+		}
+	}
+	for _, name := range []string{contract.EnvUsername, contract.EnvPassword} {
+		e, ok := env[name]
+		if !ok {
+			if usesRegistry && secret != "" {
+				t.Fatalf("%s: no %s, but it uses %s", c.Name, name, registry)
+			}
+			continue
+		}
+		if !usesRegistry {
+			t.Fatalf("%s: holds %s but none of its references is on %s (args %q)", c.Name, name, registry, c.Args)
+		}
+		if e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != secret {
+			t.Fatalf("%s: credential %s not from a secretKeyRef of %q", c.Name, name, secret)
+		}
+	}
+	if got, want := env[contract.EnvPlainHTTPRegistries].Value, strings.Join(cfg.PlainHTTPRegistries, ","); got != want {
+		t.Fatalf("%s: %s=%q, want %q", c.Name, contract.EnvPlainHTTPRegistries, got, want)
+	}
+	if _, ok := env[contract.EnvPlainHTTPRegistries]; ok && len(cfg.PlainHTTPRegistries) == 0 {
+		t.Fatalf("%s: empty %s injected", c.Name, contract.EnvPlainHTTPRegistries)
+	}
 }

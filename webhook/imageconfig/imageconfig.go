@@ -456,9 +456,9 @@ func describe(err error, host string, plain bool, timeout time.Duration) string 
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("registry %s did not answer within %s", host, timeout)
 	case strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:"):
-		return fmt.Sprintf("registry %s: TLS failed (%v); the webhook trusts the public CAs only, so set command in the container or list the registry in entrypointLookup.plainHTTPRegistries if it serves plain HTTP", host, err)
+		return fmt.Sprintf("registry %s: TLS failed (%v); the webhook trusts the public CAs only, so set command in the container or list the registry in the chart value plainHTTPRegistries if it serves plain HTTP", host, err)
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return fmt.Sprintf("registry %s serves plain HTTP; list it in the chart value entrypointLookup.plainHTTPRegistries to allow that", host)
+		return fmt.Sprintf("registry %s serves plain HTTP; list it in the chart value plainHTTPRegistries to allow that", host)
 	}
 	var netErr net.Error
 	var opErr *net.OpError

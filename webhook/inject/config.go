@@ -22,11 +22,14 @@ type Config struct {
 	// CacheName is the value of the oras-cache annotation this webhook serves (the release).
 	CacheName string `json:"cacheName"`
 	// Namespace is the release namespace; pods elsewhere are admitted unchanged.
-	Namespace        string                 `json:"namespace"`
-	Registry         RegistryConfig         `json:"registry"`
-	Sidecar          SidecarConfig          `json:"sidecar"`
-	EntrypointLookup EntrypointLookupConfig `json:"entrypointLookup"`
-	Server           ServerConfig           `json:"server"`
+	Namespace string         `json:"namespace"`
+	Registry  RegistryConfig `json:"registry"`
+	Sidecar   SidecarConfig  `json:"sidecar"`
+	// PlainHTTPRegistries are the hosts (host[:port]) other than the cache that are read over plain
+	// HTTP, by the ENTRYPOINT lookup and by the injected containers alike; every other host is HTTPS.
+	PlainHTTPRegistries []string               `json:"plainHTTPRegistries,omitempty"`
+	EntrypointLookup    EntrypointLookupConfig `json:"entrypointLookup"`
+	Server              ServerConfig           `json:"server"`
 }
 
 // RegistryConfig is the in-cluster cache used for relative references.
@@ -60,9 +63,7 @@ type SidecarConfig struct {
 
 // EntrypointLookupConfig configures reading ENTRYPOINT/CMD from image configs.
 type EntrypointLookupConfig struct {
-	// PlainHTTPRegistries are host[:port] values read over plain HTTP.
-	PlainHTTPRegistries []string        `json:"plainHTTPRegistries,omitempty"`
-	Timeout             metav1.Duration `json:"timeout,omitempty"`
+	Timeout metav1.Duration `json:"timeout,omitempty"`
 }
 
 // ServerConfig is where the webhook listens.
@@ -221,9 +222,9 @@ func (c *Config) Validate() error {
 	if c.EntrypointLookup.Timeout.Duration < 0 {
 		bad("entrypointLookup.timeout", "must be positive")
 	}
-	for i, h := range c.EntrypointLookup.PlainHTTPRegistries {
+	for i, h := range c.PlainHTTPRegistries {
 		if err := validateHost(h); err != nil {
-			bad(fmt.Sprintf("entrypointLookup.plainHTTPRegistries[%d]", i), "%v", err)
+			bad(fmt.Sprintf("plainHTTPRegistries[%d]", i), "%v", err)
 		}
 	}
 	if c.Server.Port < 1 || c.Server.Port > 65535 {
@@ -272,7 +273,7 @@ func checkRestricted(sc *corev1.SecurityContext) error {
 	return nil
 }
 
-// plainHTTP reports whether host is listed in entrypointLookup.plainHTTPRegistries.
+// plainHTTP reports whether host is listed in plainHTTPRegistries.
 func (c *Config) plainHTTP(host string) bool {
-	return slices.Contains(c.EntrypointLookup.PlainHTTPRegistries, host)
+	return slices.Contains(c.PlainHTTPRegistries, host)
 }

@@ -3,6 +3,7 @@ package inject
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -139,7 +140,7 @@ func (m *Mutator) patch(pod *corev1.Pod, plan *Plan, command, imageArgs []string
 		initArgs.Inputs = append(initArgs.Inputs, in.Raw)
 		inVars = append(inVars, in.Vars...)
 	}
-	initC := m.container(InitContainerName, plan, app, initArgs.Args(), inVars)
+	initC := m.container(InitContainerName, plan, app, initArgs.Args(), inVars, plan.Inputs)
 	initC.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
 	ops = append(ops, appendOp("/spec/initContainers", present(pod.Spec.InitContainers), initC))
 
@@ -157,7 +158,7 @@ func (m *Mutator) patch(pod *corev1.Pod, plan *Plan, command, imageArgs []string
 	if plan.Output != nil {
 		pushArgs := contract.PushArgs{Share: contract.MountPath, Output: plan.Output.Raw,
 			PushOnFailure: plan.PushOnFailure, Debug: plan.Debug}.Args()
-		push := m.container(PushContainerName, plan, app, pushArgs, plan.Output.Vars)
+		push := m.container(PushContainerName, plan, app, pushArgs, plan.Output.Vars, []Reference{*plan.Output})
 		ops = append(ops, Op{Op: "add", Path: "/spec/containers/-", Value: push})
 	}
 
@@ -165,11 +166,11 @@ func (m *Mutator) patch(pod *corev1.Pod, plan *Plan, command, imageArgs []string
 	return ops
 }
 
-// container builds an injected container running the sidecar binary.
-func (m *Mutator) container(name string, plan *Plan, app *corev1.Container, args, vars []string) corev1.Container {
+// container builds an injected container running the sidecar binary for refs.
+func (m *Mutator) container(name string, plan *Plan, app *corev1.Container, args, vars []string, refs []Reference) corev1.Container {
 	cfg := m.Config
 	env, envFrom := copyVars(app, vars)
-	env = append(env, m.registryEnv(plan)...)
+	env = append(env, m.registryEnv(plan, refs)...)
 	return corev1.Container{
 		Name:                     name,
 		Image:                    plan.Image,
@@ -186,16 +187,26 @@ func (m *Mutator) container(name string, plan *Plan, app *corev1.Container, args
 	}
 }
 
-// registryEnv is the registry address, transport, credentials and deadline of the sidecar.
-func (m *Mutator) registryEnv(plan *Plan) []corev1.EnvVar {
+// registryEnv is the registry address, transport, credentials and deadline of a sidecar that
+// pulls or pushes refs. Relative references resolve to ORAS_CACHE_REGISTRY: the cache, or the
+// registry annotation's host. Its credentials (the cache's, or oras-env's) are given only to a
+// container with a reference to that host, and the sidecar sends them to that host only; full
+// references to any other host get none.
+func (m *Mutator) registryEnv(plan *Plan, refs []Reference) []corev1.EnvVar {
 	cfg := m.Config
 	host, plain, secret := cfg.Registry.Host, cfg.Registry.PlainHTTP, cfg.Registry.AuthSecret
 	if plan.Registry != "" {
 		host, plain, secret = plan.Registry, cfg.plainHTTP(plan.Registry), plan.OrasEnv
 	}
+	if !slices.ContainsFunc(refs, func(r Reference) bool { return r.Host == "" || r.Host == host }) {
+		secret = ""
+	}
 	env := []corev1.EnvVar{
 		{Name: contract.EnvRegistry, Value: host},
 		{Name: contract.EnvPlainHTTP, Value: fmt.Sprint(plain)},
+	}
+	if len(cfg.PlainHTTPRegistries) > 0 {
+		env = append(env, corev1.EnvVar{Name: contract.EnvPlainHTTPRegistries, Value: strings.Join(cfg.PlainHTTPRegistries, ",")})
 	}
 	if secret != "" {
 		ref := func(key string) *corev1.EnvVarSource {

@@ -24,7 +24,7 @@ func TestWorkflow(t *testing.T) {
 	ns := newNamespace(t, "e2e-wf", true)
 	// The cache itself serves the shell-less test image for the ENTRYPOINT lookup (plain HTTP).
 	cacheHost := fmt.Sprintf("%s-registry.%s.svc.cluster.local:5000", release, ns)
-	helmInstall(t, ns, "--set", "entrypointLookup.plainHTTPRegistries={"+cacheHost+"}")
+	helmInstall(t, ns, "--set", "plainHTTPRegistries={"+cacheHost+"}")
 	reg := portForwardRegistry(t, ns)
 	if reg.Username == "" {
 		t.Fatal("auth is on by default, but the auth Secret has no username")

@@ -43,7 +43,7 @@ func main() {
 		secrets = ks
 	}
 	images := imageconfig.New(imageconfig.Options{
-		PlainHTTP: cfg.EntrypointLookup.PlainHTTPRegistries,
+		PlainHTTP: cfg.PlainHTTPRegistries,
 		Timeout:   cfg.EntrypointLookup.Timeout.Duration,
 		Secrets:   secrets,
 		Log:       log,
