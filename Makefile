@@ -15,7 +15,7 @@ help: ## list the targets
 tools: ## install pinned tools (helm, helm-unittest, oras, registry, kubeconform) into .work/bin
 	bash ci/install-tools.sh
 
-schema: ## regenerate charts/oras-cache/values.schema.json from schema/values.go
+schema: ## regenerate values.schema.json, the README values table and the values.yaml comments from schema/values.go
 	go run ./schema/gen -o $(CHART)/values.schema.json
 
 golden: ## regenerate the webhook golden patch files under tests/go/testdata/golden

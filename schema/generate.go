@@ -9,6 +9,7 @@ import (
 	"go/parser"
 	"go/token"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -31,17 +32,10 @@ const (
 // Generate returns values.schema.json and the README values table for the chart whose
 // values.yaml is given; the defaults in both come from values.yaml.
 func Generate(valuesYAML []byte) (schemaJSON []byte, table string, err error) {
-	comments, err := goComments()
+	s, err := reflectValues()
 	if err != nil {
 		return nil, "", err
 	}
-	r := &jsonschema.Reflector{
-		DoNotReference:             true,
-		ExpandedStruct:             true,
-		RequiredFromJSONSchemaTags: true,
-		CommentMap:                 comments,
-	}
-	s := r.Reflect(&Values{})
 	s.ID = ""
 	s.Version = "http://json-schema.org/draft-07/schema#"
 	s.Title = "oras-cache chart values"
@@ -60,6 +54,77 @@ func Generate(valuesYAML []byte) (schemaJSON []byte, table string, err error) {
 	}
 	table = "| Key | Type | Default | Description |\n|---|---|---|---|\n" + strings.Join(rows, "\n") + "\n"
 	return append(out, '\n'), table, nil
+}
+
+// reflectValues is the JSON schema of Values, described by the comments of values.go.
+func reflectValues() (*jsonschema.Schema, error) {
+	comments, err := goComments()
+	if err != nil {
+		return nil, err
+	}
+	r := &jsonschema.Reflector{
+		DoNotReference:             true,
+		ExpandedStruct:             true,
+		RequiredFromJSONSchemaTags: true,
+		CommentMap:                 comments,
+	}
+	return r.Reflect(&Values{}), nil
+}
+
+// valuesKeyRE is a block-mapping key line of values.yaml: indentation, key.
+var valuesKeyRE = regexp.MustCompile(`^( *)([A-Za-z][A-Za-z0-9_]*):(\s|$)`)
+
+// CommentValues returns values.yaml with a "# -- <description>" line above every key that
+// values.go describes, replacing the "# --" lines there before; every other line is kept. So the
+// comments `helm show values` prints are the descriptions of the schema and the README table.
+func CommentValues(valuesYAML []byte) ([]byte, error) {
+	s, err := reflectValues()
+	if err != nil {
+		return nil, err
+	}
+	desc := map[string]string{}
+	var collect func(s *jsonschema.Schema, prefix string)
+	collect = func(s *jsonschema.Schema, prefix string) {
+		if s.Properties == nil {
+			return
+		}
+		for p := s.Properties.Oldest(); p != nil; p = p.Next() {
+			full := strings.TrimPrefix(prefix+"."+p.Key, ".")
+			if p.Value.Description != "" {
+				desc[full] = p.Value.Description
+			}
+			collect(p.Value, full)
+		}
+	}
+	collect(s, "")
+
+	type level struct {
+		indent int
+		key    string
+	}
+	var stack []level
+	var out []string
+	for _, line := range strings.SplitAfter(string(valuesYAML), "\n") {
+		if strings.HasPrefix(strings.TrimLeft(line, " "), "# --") {
+			continue // written below, from values.go
+		}
+		if m := valuesKeyRE.FindStringSubmatch(line); m != nil {
+			indent := len(m[1])
+			for len(stack) > 0 && stack[len(stack)-1].indent >= indent {
+				stack = stack[:len(stack)-1]
+			}
+			stack = append(stack, level{indent, m[2]})
+			var path []string
+			for _, l := range stack {
+				path = append(path, l.key)
+			}
+			if d, ok := desc[strings.Join(path, ".")]; ok {
+				out = append(out, m[1]+"# -- "+d+"\n")
+			}
+		}
+		out = append(out, line)
+	}
+	return []byte(strings.Join(out, "")), nil
 }
 
 // walk sets the default of every leaf from values.yaml and collects the README rows.

@@ -1,5 +1,5 @@
-// Command gen writes the chart's values.schema.json and the README values table from
-// schema.Values (`make schema`).
+// Command gen writes the chart's values.schema.json, the README values table and the "# --"
+// comments of values.yaml from schema.Values (`make schema`).
 package main
 
 import (
@@ -28,6 +28,13 @@ func main() {
 		log.Fatal(err)
 	}
 	if err := os.WriteFile(*out, js, 0o644); err != nil {
+		log.Fatal(err)
+	}
+	commented, err := schema.CommentValues(v)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(*values, commented, 0o644); err != nil {
 		log.Fatal(err)
 	}
 	if *readme != "" {

@@ -35,6 +35,24 @@ func TestSchemaNotStale(t *testing.T) {
 		return s[i:j]
 	}
 	assert.Equal(t, block(want), block(readme), "the README values table is stale: run `make schema`")
+	values := chRead(t, chartDir+"/values.yaml")
+	commented, err := schema.CommentValues(values)
+	require.NoError(t, err)
+	assert.Equal(t, string(commented), string(values),
+		"the # -- comments of charts/oras-cache/values.yaml differ from schema/values.go: run `make schema`")
+}
+
+// The values.yaml comments are rewritten from values.go: a drifted one is replaced, a missing one
+// added, nested keys found by their path, and every other line (values, plain comments) kept.
+func TestSchemaCommentValuesRewrites(t *testing.T) {
+	in := "# header\n\n# -- drifted text\nclusterDomain: x\nregistry:\n  # a plain comment\n  logLevel: debug\n  resources:\n    requests: {cpu: 1}\n"
+	got, err := schema.CommentValues([]byte(in))
+	require.NoError(t, err)
+	assert.Equal(t, "# header\n\n"+
+		"# -- DNS domain of the cluster, used in the registry address given to pods and in the webhook certificate.\nclusterDomain: x\n"+
+		"# -- The cache: a CNCF distribution registry.\nregistry:\n"+
+		"  # a plain comment\n  # -- Log level of the registry.\n  logLevel: debug\n"+
+		"  # -- Resources of the registry container.\n  resources:\n    requests: {cpu: 1}\n", string(got))
 }
 
 func TestSchemaEveryKeyDocumented(t *testing.T) {
