@@ -5,7 +5,8 @@
 //	oras-cache-sidecar push     --share DIR --output REF [--push-on-failure] [--termination-log F] [--start-timeout D] [--debug]
 //	oras-cache-sidecar selftest [--reference REF] [--debug]
 //
-// Registry settings come from the ORAS_CACHE_* environment (sidecar/transfer). See docs/design.md.
+// Registry settings come from the ORAS_CACHE_* environment (named in sidecar/contract, read by
+// sidecar/transfer); the roles' flags are parsed by sidecar/contract too. See docs/design.md.
 package main
 
 import (

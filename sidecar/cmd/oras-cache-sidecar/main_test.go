@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -330,5 +333,32 @@ func TestTerminationMessageStaysUnder4KiB(t *testing.T) {
 	m := readTermination(t, path)
 	if !strings.HasSuffix(fmt.Sprint(m["error"]), "...") {
 		t.Fatalf("not truncated: %v", m)
+	}
+}
+
+// The usage names every ORAS_CACHE_* variable of the contract, so a new one is documented where
+// `oras-cache-sidecar --help` shows it.
+func TestUsageListsEveryEnvVar(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), filepath.Join("..", "..", "contract", "env.go"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	ast.Inspect(f, func(node ast.Node) bool {
+		lit, ok := node.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return true
+		}
+		name, _ := strconv.Unquote(lit.Value)
+		if strings.HasPrefix(name, "ORAS_CACHE_") {
+			n++
+			if !strings.Contains(usage, name+",") && !strings.Contains(usage, name+" ") && !strings.Contains(usage, name+"\n") {
+				t.Errorf("the usage does not mention %s", name)
+			}
+		}
+		return true
+	})
+	if n < 8 {
+		t.Fatalf("found %d ORAS_CACHE_* names in sidecar/contract/env.go", n)
 	}
 }
