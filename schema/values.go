@@ -159,6 +159,8 @@ type Webhook struct {
 	TimeoutSeconds int `json:"timeoutSeconds" jsonschema:"required,minimum=1,maximum=30"`
 	// Serving certificate of the webhook.
 	TLS TLS `json:"tls" jsonschema:"required"`
+	// Client certificate authentication of the API server to the webhook.
+	ClientAuth ClientAuth `json:"clientAuth"`
 	// PodDisruptionBudget of the webhook.
 	PDB PDB `json:"pdb" jsonschema:"required"`
 	// Resources of the webhook container.
@@ -234,6 +236,27 @@ type TLSSecret struct {
 	CABundle string `json:"caBundle" jsonschema:"pattern=^[A-Za-z0-9+/=]*$"`
 }
 
+// ClientAuth makes the admission port accept only TLS clients with a certificate of a CA.
+type ClientAuth struct {
+	// Accept admission requests only from clients presenting a certificate signed by the CA below (the API server, configured with an AdmissionConfiguration; see README). Without it any pod that reaches the webhook Service can submit AdmissionReviews.
+	Enabled bool `json:"enabled"`
+	// Base64-encoded PEM of the CA that signs the API server's client certificate.
+	CABundle string `json:"caBundle" jsonschema:"pattern=^[A-Za-z0-9+/=]*$"`
+	// Or the name of a Secret in the release namespace holding that CA under the key ca.crt (read at start: restart the webhook after changing it).
+	CASecret string `json:"caSecret" jsonschema:"pattern=^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$"`
+}
+
+// JSONSchemaExtend: enabled needs caBundle or caSecret.
+func (ClientAuth) JSONSchemaExtend(s *jsonschema.Schema) {
+	s.If = props("enabled", &jsonschema.Schema{Const: true})
+	s.If.Required = []string{"enabled"}
+	bundle := props("caBundle", &jsonschema.Schema{MinLength: ptr(uint64(1))})
+	bundle.Required = []string{"caBundle"}
+	secret := props("caSecret", &jsonschema.Schema{MinLength: ptr(uint64(1))})
+	secret.Required = []string{"caSecret"}
+	s.Then = &jsonschema.Schema{AnyOf: []*jsonschema.Schema{bundle, secret}}
+}
+
 // PDB is the webhook PodDisruptionBudget.
 type PDB struct {
 	// Create the PodDisruptionBudget.
@@ -267,10 +290,12 @@ type EntrypointLookup struct {
 
 // NetworkPolicy of the chart.
 type NetworkPolicy struct {
-	// Allow the registry only from pods of the release namespace (plus extraFrom); open the webhook port to the API server.
+	// Allow the registry only from pods of the release namespace (plus extraFrom); open the webhook port to the API server (any source, or webhookFrom).
 	Enabled bool `json:"enabled"`
 	// More NetworkPolicyPeers allowed to reach the registry (for example a namespaceSelector).
 	ExtraFrom []Object `json:"extraFrom"`
+	// NetworkPolicyPeers allowed to reach the webhook's admission port; empty: any source, since the chart cannot know where the API server's calls come from. Set it to the control plane's addresses, e.g. `[{ipBlock: {cidr: 172.16.0.0/28}}]` (see README).
+	WebhookFrom []Object `json:"webhookFrom"`
 }
 
 // Tests is the `helm test` hook.

@@ -520,10 +520,13 @@ func chCheckSecretRefs(t *testing.T, o *chartObjects, eff map[string]any, cfg *i
 			external[c.Spec.SecretName] = true // tls.crt, tls.key, ca.crt written by cert-manager
 		}
 	}
+	if s := chStr(eff, "webhook.clientAuth.caSecret"); s != "" && chBool(eff, "webhook.clientAuth.enabled") {
+		external[s] = true // ca.crt: the CA of the API server's client certificate
+	}
 	require.NotEmpty(t, refs)
 	for _, r := range refs {
 		if external[r.name] {
-			assert.Contains(t, []string{"username", "password", "htpasswd", "tls.crt", "tls.key"}, r.key, "%s: key of a user Secret is documented", r.from)
+			assert.Contains(t, []string{"username", "password", "htpasswd", "tls.crt", "tls.key", "ca.crt"}, r.key, "%s: key of a user Secret is documented", r.from)
 			continue
 		}
 		s := o.Secrets[r.name]
@@ -661,7 +664,11 @@ func chCheckNetworkPolicy(t *testing.T, o *chartObjects, eff map[string]any) {
 	wnp := o.NetworkPolicies[wd.Name]
 	require.NotNil(t, wnp)
 	require.Len(t, wnp.Spec.Ingress, 1)
-	assert.Empty(t, wnp.Spec.Ingress[0].From, "the API server is not a pod: any source")
+	if from, _ := chVal(eff, "networkPolicy.webhookFrom").([]any); len(from) == 0 {
+		assert.Empty(t, wnp.Spec.Ingress[0].From, "the API server is not a pod: any source")
+	} else {
+		assert.Len(t, wnp.Spec.Ingress[0].From, len(from), "networkPolicy.webhookFrom")
+	}
 	assert.Equal(t, int32(chInt(t, eff, "webhook.port")), chNamedPort(t, &wd.Spec.Template.Spec.Containers[0], *wnp.Spec.Ingress[0].Ports[0].Port))
 }
 

@@ -280,3 +280,110 @@ func TestWebhookHTTPS(t *testing.T) {
 		t.Fatal("no shutdown within 30s")
 	}
 }
+
+// clientCert returns a client certificate signed by the CA (as the API server presents from its
+// AdmissionConfiguration kubeconfig).
+func (ca *whCA) clientCert(t *testing.T, cn string) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// With server.clientCAFile set, a forged AdmissionReview (any pod in the cluster can reach the
+// webhook Service) is refused at the TLS handshake unless the caller presents a certificate of
+// that CA; the API server's certificate is accepted.
+func TestWebhookHTTPSClientAuth(t *testing.T) {
+	certDir := t.TempDir()
+	serving := whNewCA(t)
+	serving.writeServing(t, certDir, 100)
+	apiServerCA, otherCA := whNewCA(t), whNewCA(t)
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, apiServerCA.pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, port := whFreeAddr(t)
+	metricsAddr, _ := whFreeAddr(t)
+	healthAddr, _ := whFreeAddr(t)
+	cfg := whConfig(t, strings.NewReplacer(
+		"port: 9443", fmt.Sprintf("port: %d", port),
+		"certDir: /etc/oras-cache/tls", "certDir: "+certDir+"\n  clientCAFile: "+caFile,
+		`metricsAddr: ":8080"`, fmt.Sprintf("metricsAddr: %q", metricsAddr),
+		`healthAddr: ":8081"`, fmt.Sprintf("healthAddr: %q", healthAddr),
+	).Replace(whBaseConfig))
+	if cfg.Server.ClientCAFile != caFile {
+		t.Fatalf("clientCAFile not read: %+v", cfg.Server)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- server.Run(ctx, cfg, server.Options{Images: &whFakeImages{}, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Ready: ready})
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("server ended: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server not ready within 20s")
+	}
+
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(serving.pem)
+	req := whRequest(t, whPod(map[string]string{"oras-cache": "cache", "input-uri": "data:v1"}))
+	body, _ := json.Marshal(admissionv1.AdmissionReview{TypeMeta: metav1TypeMeta("admission.k8s.io/v1", "AdmissionReview"), Request: &req.AdmissionRequest})
+	post := func(certs ...tls.Certificate) (*admissionv1.AdmissionReview, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: pool, ServerName: "cache-oras-cache-webhook.jobs.svc", Certificates: certs}}}
+		resp, err := c.Post(fmt.Sprintf("https://127.0.0.1:%d%s", port, cfg.Server.Path), "application/json", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		var out admissionv1.AdmissionReview
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return nil, err
+		}
+		return &out, nil
+	}
+
+	if out, err := post(); err == nil {
+		t.Fatalf("a forged AdmissionReview without a client certificate was answered: %+v", out.Response)
+	} else if !strings.Contains(err.Error(), "certificate required") && !strings.Contains(err.Error(), "bad certificate") {
+		t.Logf("refused: %v", err)
+	}
+	if out, err := post(otherCA.clientCert(t, "kube-apiserver")); err == nil {
+		t.Fatalf("a client certificate of another CA was accepted: %+v", out.Response)
+	}
+	out, err := post(apiServerCA.clientCert(t, "kube-apiserver"))
+	if err != nil {
+		t.Fatalf("the API server's client certificate was refused: %v", err)
+	}
+	if out.Response == nil || !out.Response.Allowed || len(out.Response.Patch) == 0 {
+		t.Fatalf("want a patch with a valid client certificate, got %+v", out.Response)
+	}
+}
+
+// A clientCAFile that holds no certificate stops the webhook at start, naming the key.
+func TestWebhookClientCAFileInvalid(t *testing.T) {
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, port := whFreeAddr(t)
+	cfg := whConfig(t, strings.NewReplacer("port: 9443", fmt.Sprintf("port: %d", port),
+		"certDir: /etc/oras-cache/tls", "certDir: "+t.TempDir()+"\n  clientCAFile: "+caFile).Replace(whBaseConfig))
+	err := server.Run(context.Background(), cfg, server.Options{Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "server.clientCAFile") {
+		t.Fatalf("want a start error naming server.clientCAFile, got %v", err)
+	}
+}

@@ -73,6 +73,10 @@ type ServerConfig struct {
 	CertDir     string `json:"certDir,omitempty"`
 	MetricsAddr string `json:"metricsAddr,omitempty"`
 	HealthAddr  string `json:"healthAddr,omitempty"`
+	// ClientCAFile, when set, is a PEM bundle: the admission port then accepts only TLS clients
+	// with a certificate signed by one of these CAs (the API server's, from its
+	// AdmissionConfiguration), so no other caller can submit an AdmissionReview.
+	ClientCAFile string `json:"clientCAFile,omitempty"`
 }
 
 // Defaults of the optional Config fields.
@@ -229,6 +233,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Server.Port < 1 || c.Server.Port > 65535 {
 		bad("server.port", "%d is not a TCP port", c.Server.Port)
+	}
+	if c.Server.ClientCAFile != "" && !strings.HasPrefix(c.Server.ClientCAFile, "/") {
+		bad("server.clientCAFile", "%q must be an absolute path", c.Server.ClientCAFile)
 	}
 	if !strings.HasPrefix(c.Server.Path, "/") {
 		bad("server.path", "%q must start with /", c.Server.Path)

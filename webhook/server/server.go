@@ -5,12 +5,15 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -166,12 +169,25 @@ func Run(ctx context.Context, cfg *inject.Config, o Options) error {
 		Log:     log,
 		Metrics: NewMetrics(reg),
 	}
-	srv := webhook.NewServer(webhook.Options{
+	opts := webhook.Options{
 		Port:     cfg.Server.Port,
 		CertDir:  cfg.Server.CertDir,
 		CertName: "tls.crt",
 		KeyName:  "tls.key",
-	})
+	}
+	if cfg.Server.ClientCAFile != "" {
+		pool, err := loadClientCAs(cfg.Server.ClientCAFile)
+		if err != nil {
+			return err
+		}
+		// every connection must present a certificate of these CAs before any request is read
+		opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) {
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+			c.ClientCAs = pool
+		})
+		log.Info("admission port requires client certificates", "clientCAFile", cfg.Server.ClientCAFile)
+	}
+	srv := webhook.NewServer(opts)
 	srv.Register(cfg.Server.Path, &webhook.Admission{Handler: h})
 
 	var shuttingDown atomic.Bool
@@ -272,4 +288,17 @@ func Run(ctx context.Context, cfg *inject.Config, o Options) error {
 		}
 	}
 	return runErr
+}
+
+// loadClientCAs reads the PEM bundle of CAs whose client certificates the admission port accepts.
+func loadClientCAs(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server.clientCAFile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("server.clientCAFile %s: no PEM certificate in it", path)
+	}
+	return pool, nil
 }
