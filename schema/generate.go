@@ -239,7 +239,8 @@ already contains ` + "`oras-cache`" + `; every name fits 63 characters):
 
 | Object | Name | Why |
 |---|---|---|
-| Deployment, Service, ConfigMap (and PVC with persistence) | ` + "`<fullname>-registry`" + ` | the cache: CNCF distribution, deletes enabled, htpasswd auth |
+| Deployment, Service, ConfigMap (and PVC with persistence) | ` + "`<fullname>-registry`" + ` | the cache: CNCF distribution behind the capacity guard, deletes enabled, htpasswd auth |
+| ConfigMap | ` + "`<fullname>-registry-guard`" + ` | the capacity guard's bound (re-read by the running registry, so an upgrade keeps the cache) |
 | Secret | ` + "`<fullname>-registry-http`" + ` | the registry HTTP secret (kept across upgrades) |
 | Secret | ` + "`<fullname>-auth`" + ` | ` + "`username`" + `, ` + "`password`" + `, ` + "`htpasswd`" + ` (random password, kept across upgrades); not with ` + "`auth.existingSecret`" + ` or auth off |
 | Deployment, Service, ConfigMap, ServiceAccount, Role, RoleBinding, PodDisruptionBudget | ` + "`<fullname>-webhook`" + ` | the admission webhook (Role: ` + "`get`" + ` on Secrets of NS only) |

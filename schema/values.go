@@ -36,8 +36,26 @@ type Values struct {
 	EntrypointLookup EntrypointLookup `json:"entrypointLookup" jsonschema:"required"`
 	// NetworkPolicies of the registry and the webhook.
 	NetworkPolicy NetworkPolicy `json:"networkPolicy" jsonschema:"required"`
+	// Retention rules and garbage collection of the cache.
+	Retention Retention `json:"retention" jsonschema:"required"`
 	// The `helm test` hook.
 	Tests Tests `json:"tests" jsonschema:"required"`
+}
+
+// Retention decides which tags a collection deletes; garbage collection then frees their blobs.
+type Retention struct {
+	// Run the collection on schedule (CronJob <fullname>-retention); when false the CronJob is suspended and runs only on demand (`kubectl create job --from=cronjob/<fullname>-retention NAME`).
+	Enabled bool `json:"enabled"`
+	// Cron schedule of the collection.
+	Schedule string `json:"schedule" jsonschema:"required,minLength=9,pattern=^(@(hourly|daily|weekly|monthly|yearly)|\\S+( \\S+){4})$"`
+	// Keep the N most recently pushed tags of each repository (0: no count rule).
+	KeepLast int `json:"keepLast" jsonschema:"minimum=0"`
+	// Keep tags pushed within this Go duration, e.g. 168h ("": no age rule). A tag is deleted only when no rule that is set keeps it; age is the time its tag was last pushed.
+	MaxAge string `json:"maxAge" jsonschema:"pattern=^(([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+)?$"`
+	// Repositories (globs such as datasets/*) that retention never touches.
+	Exclude []string `json:"exclude" jsonschema:"uniqueItems=true"`
+	// Deadline of one collection run (Go duration).
+	Timeout string `json:"timeout" jsonschema:"pattern=^([0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h))+$"`
 }
 
 // LocalObjectReference names a Secret in the release namespace.
@@ -78,6 +96,8 @@ type Registry struct {
 	Persistence Persistence `json:"persistence" jsonschema:"required"`
 	// sizeLimit of the emptyDir used when persistence is disabled.
 	EmptyDirSizeLimit string `json:"emptyDirSizeLimit" jsonschema:"pattern=^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"`
+	// How much the cache may hold (enforced by the guard in front of the registry).
+	Capacity Capacity `json:"capacity" jsonschema:"required"`
 	// Resources of the registry container.
 	Resources Object `json:"resources"`
 	// Pod securityContext of the registry.
@@ -94,6 +114,15 @@ type Registry struct {
 	Tolerations []Object `json:"tolerations"`
 	// Affinity of the registry pod.
 	Affinity Object `json:"affinity"`
+}
+
+// Capacity bounds the cache.
+type Capacity struct {
+	// The most the cache may hold (a quantity); a push past it fails at once with "cache full"
+	// (HTTP 507). "" means 90% of the volume (emptyDirSizeLimit, or persistence.size); a bound above
+	// that is refused (the registry logs why and keeps the previous bound). `helm upgrade` changes it
+	// without restarting the registry.
+	Bound string `json:"bound" jsonschema:"pattern=^([0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?)?$"`
 }
 
 // RegistryService is the Service in front of the registry.

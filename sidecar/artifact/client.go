@@ -190,6 +190,9 @@ func Retryable(err error) bool {
 	}
 	var er *errcode.ErrorResponse
 	if errors.As(err, &er) {
+		if er.StatusCode == http.StatusInsufficientStorage {
+			return false // the cache is full: waiting does not free space (see CacheFull)
+		}
 		return er.StatusCode == http.StatusRequestTimeout || er.StatusCode == http.StatusTooManyRequests || er.StatusCode >= 500
 	}
 	if errors.Is(err, errdef.ErrNotFound) {
@@ -226,6 +229,22 @@ func Retryable(err error) bool {
 		}
 	}
 	return false
+}
+
+// CacheFull tells whether err is the cache's "507 Insufficient Storage" answer and returns its
+// message, which starts "cache full: <used> of <bound> used" and names the values to change.
+func CacheFull(err error) (string, bool) {
+	var er *errcode.ErrorResponse
+	if !errors.As(err, &er) || er.StatusCode != http.StatusInsufficientStorage {
+		return "", false
+	}
+	for _, e := range er.Errors {
+		if strings.HasPrefix(e.Message, "cache full:") {
+			return SafeText(e.Message, MaxErrorText), true
+		}
+	}
+	// Another registry's 507: still a full store, still permanent.
+	return SafeText("cache full: the registry answered 507 Insufficient Storage: "+err.Error(), MaxErrorText), true
 }
 
 // permanentError marks an error that no retry can fix (digest mismatch, unsafe archive...).

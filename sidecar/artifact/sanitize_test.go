@@ -39,3 +39,19 @@ func TestCleanKeepsTheErrorChain(t *testing.T) {
 		t.Fatalf("%q: As=%t Retryable=%t", err, errors.As(err, &got), Retryable(err))
 	}
 }
+
+// A 507's message is text from the registry too: one clean, bounded line.
+func TestCacheFullMessageIsClean(t *testing.T) {
+	err := &errcode.ErrorResponse{StatusCode: http.StatusInsufficientStorage,
+		Errors: errcode.Errors{{Code: "DENIED", Message: "cache full: 1 of 2 used;\nforged line\x1b[31m" + strings.Repeat("x", 5000)}}}
+	msg, full := CacheFull(err)
+	if !full || strings.ContainsAny(msg, "\n\x1b") || len(msg) > MaxErrorText || !strings.HasPrefix(msg, "cache full: 1 of 2 used; forged line") {
+		t.Fatalf("CacheFull = %q, %v", msg, full)
+	}
+	if _, full := CacheFull(&errcode.ErrorResponse{StatusCode: http.StatusInternalServerError}); full {
+		t.Fatal("a 500 is not a full cache")
+	}
+	if Retryable(err) {
+		t.Fatal("a full cache is retried")
+	}
+}

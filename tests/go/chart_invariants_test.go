@@ -155,7 +155,7 @@ func chCheckMetadata(t *testing.T, o *chartObjects) {
 			assert.NotEmpty(t, obj.GetLabels()[k], "%s label %s", id, k)
 		}
 		assert.Equal(t, o.Release, obj.GetLabels()["app.kubernetes.io/instance"], id)
-		assert.Contains(t, []string{"registry", "webhook", "test"}, obj.GetLabels()["app.kubernetes.io/component"], id)
+		assert.Contains(t, []string{"registry", "webhook", "test", "retention"}, obj.GetLabels()["app.kubernetes.io/component"], id)
 	}
 	for _, s := range o.Services {
 		assert.Empty(t, validation.IsDNS1035Label(s.Name), "Service %s must be a DNS-1035 label", s.Name)
@@ -178,6 +178,9 @@ func chartPodLabels(o *chartObjects) map[string]map[string]string {
 	}
 	for n, p := range o.TestPods {
 		pods["pod/"+n] = p.Labels
+	}
+	for n, c := range o.CronJobs {
+		pods["cronjob/"+n] = c.Spec.JobTemplate.Spec.Template.Labels
 	}
 	return pods
 }
@@ -505,6 +508,9 @@ func chCheckSecretRefs(t *testing.T, o *chartObjects, eff map[string]any, cfg *i
 	for n, p := range o.TestPods {
 		refs = append(refs, chPodSecretRefs("Pod "+n, &p.Spec)...)
 	}
+	for n, c := range o.CronJobs {
+		refs = append(refs, chPodSecretRefs("CronJob "+n, &c.Spec.JobTemplate.Spec.Template.Spec)...)
+	}
 	if cfg.Registry.AuthSecret != "" {
 		refs = append(refs, chSecretRef{"webhook config", cfg.Registry.AuthSecret, "username"}, chSecretRef{"webhook config", cfg.Registry.AuthSecret, "password"})
 	}
@@ -581,7 +587,15 @@ func chCheckRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
 	rd := chComponent(o, "registry")
 	require.NotNil(t, rd)
 	c := rd.Spec.Template.Spec.Containers[0]
-	assert.Equal(t, []string{"registry", "serve", "/etc/distribution/config.yml"}, c.Command)
+	// The guard serves the Service port and runs distribution, which listens on 127.0.0.1 only.
+	require.Greater(t, len(c.Command), 4, "registry command %q", c.Command)
+	assert.Equal(t, []string{"/opt/oras-cache/oras-cache-sidecar", "guard"}, c.Command[:2])
+	assert.Equal(t, []string{"--", "registry", "serve", "/etc/distribution/config.yml"}, c.Command[len(c.Command)-4:])
+	guardFlags := map[string]string{}
+	for _, a := range c.Command[2 : len(c.Command)-4] {
+		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		guardFlags[k] = v
+	}
 	var cm *corev1.ConfigMap
 	mounts := map[string]string{} // mountPath -> volume
 	for _, m := range c.VolumeMounts {
@@ -617,7 +631,18 @@ func chCheckRegistry(t *testing.T, o *chartObjects, eff map[string]any) {
 	svc := o.Services[rd.Name]
 	require.NotNil(t, svc)
 	_, port := chServicePortTarget(t, svc, svc.Spec.Ports[0].Port, &rd.Spec.Template.Spec)
-	assert.Equal(t, fmt.Sprintf(":%d", port), conf.HTTP.Addr, "the registry listens on the port the Service targets")
+	assert.Equal(t, fmt.Sprintf(":%d", port), guardFlags["listen"], "the guard listens on the port the Service targets")
+	assert.Equal(t, guardFlags["upstream"], conf.HTTP.Addr, "the guard proxies to the address distribution listens on")
+	assert.True(t, strings.HasPrefix(conf.HTTP.Addr, "127.0.0.1:"), "distribution is reachable only through the guard")
+	assert.NotEqual(t, fmt.Sprintf("127.0.0.1:%d", port), conf.HTTP.Addr)
+	assert.Equal(t, conf.Storage.Filesystem.RootDirectory, guardFlags["root"], "the guard measures distribution's root")
+	assert.NotEmpty(t, mounts[path.Dir(guardFlags["config"])], "the guard config %s is mounted", guardFlags["config"])
+	assert.NotEmpty(t, mounts[path.Dir(c.Command[0])], "the guard binary %s is on a volume", c.Command[0])
+	for _, m := range c.VolumeMounts {
+		if m.MountPath == path.Dir(guardFlags["config"]) {
+			assert.Empty(t, m.SubPath, "a subPath mount would never see an upgraded config")
+		}
+	}
 	assert.Equal(t, svc.Spec.Ports[0].Port, port, "same port on Service and container (headless works)")
 	if chBool(eff, "registry.service.headless") {
 		assert.Equal(t, "None", svc.Spec.ClusterIP)

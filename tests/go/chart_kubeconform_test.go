@@ -24,7 +24,7 @@ var chKubeconformKinds = map[string]bool{
 	"/v1/ConfigMap": true, "/v1/Secret": true, "/v1/Service": true, "/v1/ServiceAccount": true,
 	"/v1/PersistentVolumeClaim": true, "/v1/Pod": true, "apps/v1/Deployment": true,
 	"rbac.authorization.k8s.io/v1/Role": true, "rbac.authorization.k8s.io/v1/RoleBinding": true,
-	"policy/v1/PodDisruptionBudget": true, "networking.k8s.io/v1/NetworkPolicy": true,
+	"policy/v1/PodDisruptionBudget": true, "networking.k8s.io/v1/NetworkPolicy": true, "batch/v1/CronJob": true,
 	"admissionregistration.k8s.io/v1/MutatingWebhookConfiguration": true,
 }
 

@@ -21,6 +21,7 @@ import (
 	"helm.sh/helm/v3/pkg/strvals"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -138,6 +139,7 @@ type chartObjects struct {
 	Certificates       map[string]*cmCertificate
 	Issuers            map[string]*cmIssuer
 	TestPods           map[string]*corev1.Pod
+	CronJobs           map[string]*batchv1.CronJob
 }
 
 func newChartObjects() *chartObjects {
@@ -157,6 +159,7 @@ func newChartObjects() *chartObjects {
 		Certificates:    map[string]*cmCertificate{},
 		Issuers:         map[string]*cmIssuer{},
 		TestPods:        map[string]*corev1.Pod{},
+		CronJobs:        map[string]*batchv1.CronJob{},
 	}
 }
 
@@ -246,6 +249,9 @@ func chartRender(t *testing.T, release, namespace string, vals map[string]any) *
 		case "cert-manager.io/v1/Issuer":
 			o := &cmIssuer{}
 			obj, add = o, func() { objs.Issuers[o.Name] = o }
+		case "batch/v1/CronJob":
+			o := &batchv1.CronJob{}
+			obj, add = o, func() { objs.CronJobs[o.Name] = o }
 		case "v1/Pod":
 			o := &corev1.Pod{}
 			obj, add = o, func() { objs.TestPods[o.Name] = o }

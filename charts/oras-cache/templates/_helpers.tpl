@@ -26,6 +26,8 @@
 {{- end -}}
 
 {{- define "oras-cache.registry.name" -}}{{ include "oras-cache.child" (list . "registry") }}{{- end -}}
+{{- define "oras-cache.registry.guardName" -}}{{ include "oras-cache.child" (list . "registry-guard") }}{{- end -}}
+{{- define "oras-cache.retention.name" -}}{{ include "oras-cache.child" (list . "retention") }}{{- end -}}
 {{- define "oras-cache.registry.httpSecret" -}}{{ include "oras-cache.child" (list . "registry-http") }}{{- end -}}
 {{- define "oras-cache.webhook.name" -}}{{ include "oras-cache.child" (list . "webhook") }}{{- end -}}
 {{- define "oras-cache.webhook.tlsSecretGenerated" -}}{{ include "oras-cache.child" (list . "webhook-tls") }}{{- end -}}
@@ -96,4 +98,9 @@ imagePullSecrets:
      liveness route, which also answers 503 once its storage health check fails. */}}
 {{- define "oras-cache.registry.probePath" -}}
 {{- if .Values.auth.enabled -}}/{{- else -}}/v2/{{- end -}}
+{{- end -}}
+
+{{/* Port distribution listens on, on 127.0.0.1 only: the guard (sidecar/guard) owns the Service port. */}}
+{{- define "oras-cache.registry.innerPort" -}}
+{{- if eq (int .Values.registry.service.port) 5001 -}}5002{{- else -}}5001{{- end -}}
 {{- end -}}

@@ -4,6 +4,8 @@
 //	oras-cache-sidecar launch   --share DIR [--input-path P] [--output-path P] [--output-pipe F] [--debug] -- ARGV...
 //	oras-cache-sidecar push     --share DIR --output REF [--push-on-failure] [--termination-log F] [--start-timeout D] [--debug]
 //	oras-cache-sidecar selftest [--reference REF] [--debug]
+//	oras-cache-sidecar collect  [--timeout D] [--debug]
+//	oras-cache-sidecar guard    [--listen A] [--upstream A] [--root DIR] [--config F] [-- REGISTRY COMMAND...] | --install DIR
 //
 // Registry settings come from the ORAS_CACHE_* environment (named in sidecar/contract, read by
 // sidecar/transfer); the roles' flags are parsed by sidecar/contract too. See docs/design.md.
@@ -39,6 +41,8 @@ commands:
   launch    run the app as PID 1: place inputs, run argv, record the result (app container)
   push      wait for the app's result and push its output (sidecar container)
   selftest  push and pull a small artifact against $ORAS_CACHE_REGISTRY (helm test)
+  guard     keep the cache within its bound, in front of the registry (registry pod)
+  collect   apply the retention rules and collect garbage in the cache (retention CronJob)
 
 environment: ORAS_CACHE_REGISTRY, ORAS_CACHE_PLAIN_HTTP (default true),
 ORAS_CACHE_PLAIN_HTTP_REGISTRIES, ORAS_CACHE_USERNAME, ORAS_CACHE_PASSWORD (for
@@ -72,6 +76,10 @@ func run(args []string) int {
 		return cmdPush(args[1:])
 	case contract.RoleSelftest:
 		return cmdSelftest(args[1:])
+	case "guard":
+		return cmdGuard(args[1:])
+	case "collect":
+		return cmdCollect(args[1:])
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return exitOK

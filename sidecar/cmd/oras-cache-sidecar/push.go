@@ -86,6 +86,13 @@ func cmdPush(args []string) int {
 	}
 	defer outs.Close()
 	res, err := client.Push(ctx, output, d.Outputs, artifact.PushOptions{Root: outs})
+	if msg, full := artifact.CacheFull(err); full {
+		// Permanent, and said first: the step fails now instead of retrying until the deadline.
+		t.Error = msg + " (pushing " + t.Reference + ")"
+		log.Error("push failed: "+msg, "output", output, "error", err.Error())
+		writeTermination(termLog, t, log)
+		return exitFailed
+	}
 	if err != nil {
 		t.Error = err.Error()
 		log.Error("push failed", "output", output, "error", err.Error())

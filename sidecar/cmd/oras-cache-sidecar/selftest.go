@@ -12,6 +12,7 @@ import (
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/sidecar/contract"
+	"github.com/converged-computing/oras-cache/sidecar/guard"
 )
 
 func cmdSelftest(args []string) int {
@@ -20,7 +21,7 @@ func cmdSelftest(args []string) int {
 		usageError(err)
 		return exitUsage
 	}
-	log, client, _, err := setup(contract.RoleSelftest, a.Debug)
+	log, client, cfg, err := setup(contract.RoleSelftest, a.Debug)
 	if err != nil {
 		log.Error("configuration", "error", err.Error())
 		return exitFailed
@@ -31,6 +32,16 @@ func cmdSelftest(args []string) int {
 		return exitFailed
 	}
 	fmt.Println("selftest passed")
+	// The cache's own guard says how full it is (helm test --logs shows it).
+	if cfg.PlainHTTP && cfg.Registry != "" {
+		ctx, cancel := signalContext()
+		defer cancel()
+		if u, ok, err := guard.FetchUsage(ctx, cfg.Registry); ok {
+			fmt.Println(u.String())
+		} else if err != nil {
+			log.Warn("cache usage unavailable", "error", err.Error())
+		}
+	}
 	return exitOK
 }
 
