@@ -164,3 +164,14 @@ func TestWebhookDenialBounded(t *testing.T) {
 		t.Fatalf("more than %d problems listed: %s", inject.MaxDenials, msg)
 	}
 }
+
+// A skip echoes the oras-cache value into the response and the log: bounded too.
+func TestWebhookSkipMessageBounded(t *testing.T) {
+	resp := whHandler(t).Handle(context.Background(), whRequest(t, whPod(map[string]string{"oras-cache": strings.Repeat("x", 100000)})))
+	if !resp.Allowed || len(resp.Patch) != 0 {
+		t.Fatalf("another cache: want an unchanged admission, got %+v", resp.Result)
+	}
+	if n := len(resp.Result.Message); n > 512 {
+		t.Fatalf("skip message of %d bytes", n)
+	}
+}

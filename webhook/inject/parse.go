@@ -84,7 +84,8 @@ func Parse(cfg *Config, pod *corev1.Pod) *Result {
 		return &Result{Skip: "no " + Prefix + " annotations"}
 	}
 	if cache, ok := p.ann[AnnotationCache]; ok && strings.TrimSpace(cache) != "" && cache != cfg.CacheName {
-		return &Result{Skip: fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", cache, cfg.CacheName)}
+		// the value is echoed into the response and the log: bounded like a denial
+		return &Result{Skip: fmt.Sprintf("oras-cache %q is another cache (this webhook serves %q)", truncate(cache, 100), cfg.CacheName)}
 	}
 	// checked before any per-key work, so the cost of a denial does not grow with the pod
 	if len(keys) > MaxAnnotations || size > MaxAnnotationBytes {
