@@ -61,8 +61,9 @@ func whExpectLookup(t *testing.T, err error, log *bytes.Buffer, leak []string, w
 	if !strings.Contains(err.Error(), "did not give its configuration") || !strings.Contains(err.Error(), "the reason is in the webhook's log") {
 		t.Errorf("not the fixed text: %v", err)
 	}
+	msg := strings.ReplaceAll(err.Error(), le.Host, "HOST") // a random port may contain "401"
 	for _, l := range leak {
-		if strings.Contains(err.Error(), l) {
+		if strings.Contains(msg, l) {
 			t.Errorf("the error echoes %q: %v", l, err)
 		}
 	}
@@ -203,7 +204,7 @@ func TestWebhookImageConfigPullSecrets(t *testing.T) {
 	pod.Spec.Containers[0].Command = nil
 	pod.Spec.Containers[0].Image = img.Ref
 	resp := h.Handle(ctx, whRequest(t, pod))
-	if resp.Allowed || !strings.Contains(resp.Result.Message, "set command") || !strings.Contains(resp.Result.Message, "imagePullSecret for that host") || strings.Contains(resp.Result.Message, "401") || strings.Contains(resp.Result.Message, "…(cut)") {
+	if resp.Allowed || !strings.Contains(resp.Result.Message, "set command") || !strings.Contains(resp.Result.Message, "imagePullSecret for that host") || strings.Contains(strings.ReplaceAll(resp.Result.Message, r.Host, "HOST"), "401") || strings.Contains(resp.Result.Message, "…(cut)") {
 		t.Fatalf("want a whole denial naming the fix and not the registry's answer, got %+v", resp.Result)
 	}
 	pod.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "regcred"}}
