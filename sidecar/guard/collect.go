@@ -153,7 +153,7 @@ type Report struct {
 	HeldBlobs        int      `json:"heldBlobs"`
 	UsedBefore       int64    `json:"usedBefore"` // used when garbage collection started
 	UsedAfter        int64    `json:"usedAfter"`  // and when it ended (both in the read-only window)
-	Reclaimed        int64    `json:"reclaimed"`
+	Reclaimed        int64    `json:"reclaimed"`  // bytes of the blobs garbage collection deleted
 	ReadOnlyMs       int64    `json:"readOnlyMs"`
 	DurationMs       int64    `json:"durationMs"`
 	Error            string   `json:"error,omitempty"`
@@ -218,10 +218,14 @@ func (g *Guard) Collect(ctx context.Context, auth string) Report {
 		if err == nil {
 			rep.HeldBlobs, err = g.protectRecentBlobs(ctx, auth)
 		}
-		// Measured inside the window, where nothing else writes: what the collection freed.
+		// Measured inside the window, where nothing else writes. Reclaimed is the size of the blobs
+		// that went (exact; block counts of files just written move with the filesystem's
+		// preallocation).
+		var blobs map[string]int64
 		if err == nil {
 			err = g.walk()
 			rep.UsedBefore = g.Usage().Used
+			blobs = g.blobSizes()
 		}
 		if err == nil {
 			err = g.runGC(ctx)
@@ -229,7 +233,11 @@ func (g *Guard) Collect(ctx context.Context, auth string) Report {
 		if err == nil {
 			err = g.walk()
 			rep.UsedAfter = g.Usage().Used
-			rep.Reclaimed = max(rep.UsedBefore-rep.UsedAfter, 0)
+			for p, n := range blobs {
+				if _, serr := os.Stat(p); errors.Is(serr, os.ErrNotExist) {
+					rep.Reclaimed += n
+				}
+			}
 		}
 		g.openGate()
 		rep.ReadOnlyMs = time.Since(ro).Milliseconds()
@@ -479,6 +487,18 @@ func (g *Guard) releaseHolds(ctx context.Context, auth string) error {
 		}
 	}
 	return os.Remove(g.holdsFile())
+}
+
+// blobSizes maps each blob's data file to its size.
+func (g *Guard) blobSizes() map[string]int64 {
+	sizes := map[string]int64{}
+	files, _ := filepath.Glob(filepath.Join(g.opts.Root, "docker", "registry", "v2", "blobs", "sha256", "*", "*", "data"))
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			sizes[f] = fi.Size()
+		}
+	}
+	return sizes
 }
 
 // runGC runs distribution's garbage collection (the registry binary, next to the data).
