@@ -114,3 +114,42 @@ func TestCollectionDrainsWritesAndRefusesNewOnes(t *testing.T) {
 
 func (g *Guard) inflightNow() int { g.gate.Lock(); defer g.gate.Unlock(); return g.inflight }
 func (g *Guard) closedNow() bool  { g.gate.Lock(); defer g.gate.Unlock(); return g.closed }
+
+// A claim fuller than its request says (shared, or smaller than asked) is caught by statfs: the
+// write is refused while the filesystem would keep less than MinHeadroom free. The filesystem's
+// numbers are the one fake here: a small full filesystem cannot be made without privileges.
+func TestFullFilesystemIsRefusedBeforeTheBound(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{})
+	cfg := filepath.Join(t.TempDir(), "guard.json")
+	b, _ := json.Marshal(Config{VolumeSize: "1Gi", Volume: "persistentVolumeClaim"})
+	if err := os.WriteFile(cfg, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Options{Upstream: reg.Host, Root: reg.Root, ConfigFile: cfg,
+		statfsForTst: func(string) (int64, int64, error) { return 1 << 30, 20 << 20, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v2/full/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "http") {
+		loc = srv.URL + loc
+	}
+	req, _ := http.NewRequest(http.MethodPut, loc+"&digest=sha256:"+strings.Repeat("0", 64), strings.NewReader(strings.Repeat("x", 16<<20)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInsufficientStorage || !strings.Contains(string(body), "cache full: 1004.0MiB of 1.0GiB used") ||
+		!strings.Contains(string(body), "registry.persistence.size") {
+		t.Fatalf("16 MiB into a filesystem with 20 MiB free: %s %s", resp.Status, body)
+	}
+}
