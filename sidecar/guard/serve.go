@@ -66,9 +66,9 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	case err := <-srvDone:
 		result = err
 	}
-	shut, cancelShut := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancelShut()
-	_ = srv.Shutdown(shut)
+	// Stop at once, as distribution does without http.draintimeout: clients retry, and with a
+	// ReadWriteOnce claim (Recreate) the next pod waits for this one to let go of the volume.
+	_ = srv.Close()
 	if child != nil {
 		_ = child.Process.Signal(syscall.SIGTERM)
 		select {
