@@ -12,7 +12,7 @@ GOTESTFLAGS ?= -count=1
 help: ## list the targets
 	@grep -E '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-tools: ## install pinned tools (helm, helm-unittest, oras, registry, kubeconform) into .work/bin
+tools: ## install pinned tools (helm, helm-unittest, oras, registry, kubeconform, staticcheck) into .work/bin
 	bash ci/install-tools.sh
 
 schema: ## regenerate values.schema.json, the README values table and the values.yaml comments from schema/values.go
@@ -21,9 +21,10 @@ schema: ## regenerate values.schema.json, the README values table and the values
 golden: ## regenerate the webhook golden patch files under tests/go/testdata/golden
 	go test ./tests/go/ -run 'TestGolden' -update
 
-lint: ## gofmt, go vet, helm lint --strict (default and every example values file)
+lint: ## gofmt, go vet, staticcheck (e2e files too), helm lint --strict (default and every example values file)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	go vet ./...
+	staticcheck -tags e2e ./...
 	helm lint --strict $(CHART)
 	@for f in $(CHART)/ci/*-values.yaml; do [ -e "$$f" ] || continue; echo "helm lint --strict -f $$f"; helm lint --strict $(CHART) -f "$$f" >/dev/null || exit 1; done
 

@@ -19,7 +19,7 @@
 # and an nft table that drops any forwarding between the bridge and anything else (so neither pod
 # nor Service traffic can leave through eth0), installed before anything else starts.
 # All state lives in $REPO_ROOT/.work/cluster (git-ignored). Background and pitfalls:
-# ../shared/notes/local-cluster.md.
+# ci/local-cluster.md.
 source "$(dirname "$0")/lib.sh"
 
 STATE="$REPO_ROOT/.work/cluster"

@@ -20,6 +20,7 @@ cached_go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
 cached_go_install oras "$ORAS_VERSION" oras.land/oras/cmd/oras
 cached_go_install registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry
 cached_go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform
+cached_go_install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/staticcheck
 
 # helm-unittest: its go.mod has a replace directive (go install refuses it) and its plugin.yaml
 # downloads a release binary; build it from the module source and write a hook-less plugin.yaml.

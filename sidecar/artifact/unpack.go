@@ -115,7 +115,7 @@ func Untar(r io.Reader, root, prefix string, lim Limits, readableByAll bool) (Un
 				p    string
 				mode os.FileMode
 			}{name, mode})
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg: // the reader already maps the legacy TypeRegA here
 			if hdr.Size < 0 || st.Bytes+hdr.Size > lim.Bytes {
 				return st, overBound(hdr.Size)
 			}
@@ -240,7 +240,7 @@ func checkRelName(name string) error {
 	}
 	for _, c := range strings.Split(name, "/") {
 		if c == ".." {
-			return errors.New("contains ..")
+			return errors.New(`contains a ".." component`)
 		}
 	}
 	return nil
