@@ -300,14 +300,15 @@ func TestCapacityPersistent(t *testing.T) {
 	}
 	reg.orasPushRandom(t, "other/app:v1", 2)
 
+	parent := t // the port-forward must outlive the subtest that replaces it
 	t.Run("restart-during-collection", func(t *testing.T) {
 		old := registryPod(t, ns)
 		mustRun(t, "kubectl", "-n", ns, "create", "job", "--from=cronjob/"+release+"-retention", "collect-restart")
 		// Delete the registry pod as soon as the collection has reached it.
 		_ = wait.PollUntilContextTimeout(context.Background(), 300*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 			out, _ := exec.Command("kubectl", "-n", ns, "logs", old.Name, "-c", "registry").CombinedOutput()
-			return strings.Contains(string(out), "collection") || strings.Contains(string(out), "garbage") ||
-				strings.Contains(string(out), "DELETE"), nil
+			// distribution's access log line of the first tag deletion
+			return strings.Contains(string(out), `"DELETE /v2/`), nil
 		})
 		mustRun(t, "kubectl", "-n", ns, "delete", "pod", old.Name, "--wait=false")
 		if !waitJob(t, ns, "collect-restart", 6*time.Minute) {
@@ -315,7 +316,7 @@ func TestCapacityPersistent(t *testing.T) {
 			t.Fatal("the collection did not complete after the registry restarted")
 		}
 		reg.stop()
-		reg = portForwardRegistry(t, ns)
+		reg = portForwardRegistry(parent, ns)
 		// Kept: the two newest tags of keep/app and the only one of other/app.
 		for _, ref := range []string{"keep/app:v3", "keep/app:v4", "other/app:v1"} {
 			reg.pull(t, ref)
