@@ -315,6 +315,7 @@ func TestCapacityPersistent(t *testing.T) {
 			dumpNamespace(t, ns)
 			t.Fatal("the collection did not complete after the registry restarted")
 		}
+		mustRun(t, "kubectl", "-n", ns, "rollout", "status", "deployment/"+release+"-registry", "--timeout=180s")
 		reg.stop()
 		reg = portForwardRegistry(parent, ns)
 		// Kept: the two newest tags of keep/app and the only one of other/app.
