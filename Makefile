@@ -18,8 +18,8 @@ tools: ## install pinned tools (helm, helm-unittest, oras, registry, kubeconform
 schema: ## regenerate values.schema.json, the README values table and the values.yaml comments from schema/values.go
 	go run ./schema/gen -o $(CHART)/values.schema.json
 
-golden: ## regenerate the webhook golden patch files under tests/go/testdata/golden
-	go test ./tests/go/ -run 'TestGolden' -update
+golden: ## regenerate the webhook golden patch files under tests/go/webhook/testdata/golden
+	go test ./tests/go/webhook/ -run 'TestGolden' -update
 
 lint: ## gofmt, go vet, staticcheck (e2e files too), helm lint --strict (default and every example values file)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -28,7 +28,7 @@ lint: ## gofmt, go vet, staticcheck (e2e files too), helm lint --strict (default
 	helm lint --strict $(CHART)
 	@for f in $(CHART)/ci/*-values.yaml; do [ -e "$$f" ] || continue; echo "helm lint --strict -f $$f"; helm lint --strict $(CHART) -f "$$f" >/dev/null || exit 1; done
 
-test-unit: ## Go unit tests next to the code and Go tests under tests/go (rendering, schema, golden)
+test-unit: ## Go unit tests next to the code and Go tests under tests/go (chart, schema, webhook and its goldens)
 	go test $(GOTESTFLAGS) ./...
 
 test-helm: ## helm-unittest suites in tests/helm

@@ -12,11 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 // startRegistry runs the registry on loopback with fresh filesystem storage under dir, the same
-// way the tests do (tests/go/registrytest).
+// way the tests do (sidecar/registrytest).
 func startRegistry(bin, dir string) (*registrytest.Registry, error) {
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err

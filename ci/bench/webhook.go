@@ -45,7 +45,7 @@ type handlerBench struct {
 var benchLine = regexp.MustCompile(`^BenchmarkWebhookHandler\S*\s+\d+\s+([\d.]+) ns/op\s+([\d.]+) B/op\s+([\d.]+) allocs/op`)
 
 func runHandlerBench(repo string, logf func(string, ...any)) handlerBench {
-	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkWebhookHandler$", "-benchmem", "-benchtime", "2s", "-count", "3", "./tests/go/"}
+	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkWebhookHandler$", "-benchmem", "-benchtime", "2s", "-count", "3", "./tests/go/webhook/"}
 	hb := handlerBench{Command: "go " + strings.Join(args, " ")}
 	logf("webhook handler: %s", hb.Command)
 	cmd := exec.Command("go", args...)
@@ -132,14 +132,14 @@ func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, l
 	}
 	_, port, _ := net.SplitHostPort(addrs[0])
 	// The golden tests' configuration (what the chart renders), served on loopback ports.
-	base, err := os.ReadFile(filepath.Join(repo, "tests", "go", "testdata", "golden", "config.yaml"))
+	base, err := os.ReadFile(filepath.Join(repo, "tests", "go", "webhook", "testdata", "golden", "config.yaml"))
 	if err != nil {
 		wl.Error = err.Error()
 		return wl
 	}
 	head, _, ok := strings.Cut(string(base), "\nserver:\n")
 	if !ok {
-		wl.Error = "tests/go/testdata/golden/config.yaml has no server: block"
+		wl.Error = "tests/go/webhook/testdata/golden/config.yaml has no server: block"
 		return wl
 	}
 	cfg := head + fmt.Sprintf("\nserver:\n  port: %s\n  path: /mutate-v1-pod\n  certDir: %s\n  metricsAddr: %q\n  healthAddr: %q\n",
@@ -199,7 +199,7 @@ func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, l
 		wl.Error = "webhook not ready within 30s: " + lastLines(string(b), 5)
 		return wl
 	}
-	podYAML, err := os.ReadFile(filepath.Join(repo, "tests/go/testdata/golden/job-one-container/pod.yaml"))
+	podYAML, err := os.ReadFile(filepath.Join(repo, "tests/go/webhook/testdata/golden/job-one-container/pod.yaml"))
 	if err != nil {
 		wl.Error = err.Error()
 		return wl

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
 // TestMain lets the test binary act as a push process that a test can kill mid-upload.

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
 // memLog collects log lines (to assert on them, e.g. that no password is ever logged).

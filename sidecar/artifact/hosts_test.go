@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
 // configFromEnv builds the config the way the sidecar does, from the ORAS_CACHE_* environment.

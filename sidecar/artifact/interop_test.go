@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 func runOras(t *testing.T, dir string, args ...string) string {

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 // front puts an HTTP(S) reverse proxy before a real registry; fail decides, per request number,

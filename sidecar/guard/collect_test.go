@@ -15,7 +15,7 @@ import (
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/sidecar/guard"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 func basic(reg *registrytest.Registry) string {

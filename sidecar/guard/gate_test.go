@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 // A collection waits for the write in flight (it completes), refuses new ones with a retryable

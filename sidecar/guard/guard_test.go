@@ -19,8 +19,8 @@ import (
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/sidecar/guard"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
 // setup runs a real registry with a guard in front of it (bound from cfg) and returns the

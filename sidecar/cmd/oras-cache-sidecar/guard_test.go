@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 // startGuard runs `oras-cache-sidecar guard` with a real registry as its child, as the registry

@@ -20,8 +20,8 @@ import (
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
 	"github.com/converged-computing/oras-cache/sidecar/contract"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/sidecar/transfer"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
 )
 
 var binary string

@@ -22,7 +22,7 @@ import (
 	"oras.land/oras-go/v2/registry/remote/auth"
 
 	"github.com/converged-computing/oras-cache/sidecar/artifact"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
 
 // Issue 9, item 1, through the real processes: init and push name full references on a FAKE

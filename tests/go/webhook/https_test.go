@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // The webhook served over real HTTPS (controller-runtime's server, certificates generated here)
 // with real AdmissionReview JSON; metrics, health, certificate rotation and graceful shutdown.

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 import (
 	"os"
@@ -10,7 +10,7 @@ import (
 
 // TestWebhookReadmeAnnotations: the contract table of the README lists every annotation constant.
 func TestWebhookReadmeAnnotations(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // Benchmark of the admission handler for a typical Job pod (inputs and an output, command set),
 // decode + validation + patch + its JSON encoding, as served (without the HTTP/TLS layer).

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // ENTRYPOINT/CMD lookup against a real registry process (CNCF distribution on 127.0.0.1).
 
@@ -20,7 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/webhook/imageconfig"
 	"github.com/converged-computing/oras-cache/webhook/inject"
 	"github.com/converged-computing/oras-cache/webhook/server"

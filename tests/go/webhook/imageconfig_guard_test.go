@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // The ENTRYPOINT lookup against a hostile registry: an HTTPS front (a real TLS server in this
 // process: the only way to make a registry answer with redirects) before a real registry
@@ -26,7 +26,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/webhook/imageconfig"
 )
 

@@ -1,4 +1,4 @@
-package tests
+package chart
 
 // webhook.clientAuth and networkPolicy.webhookFrom rendered: the CA reaches the file the webhook's
 // config names (from the caBundle value or a Secret), and the admission port's NetworkPolicy
@@ -15,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/converged-computing/oras-cache/webhook/inject"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
 
 func TestChartWebhookClientAuth(t *testing.T) {
@@ -29,7 +31,7 @@ func TestChartWebhookClientAuth(t *testing.T) {
 		"off":      {},
 	} {
 		t.Run(name, func(t *testing.T) {
-			o := chartRender(t, "r", "ns", chartValues(t, nil, tc.sets...))
+			o := chartRender(t, "r", "ns", testkit.ChartValues(t, nil, tc.sets...))
 			wd := chComponent(o, "webhook")
 			cm := o.ConfigMaps["r-oras-cache-webhook"]
 			require.NotNil(t, cm)
@@ -69,13 +71,13 @@ func TestChartWebhookClientAuth(t *testing.T) {
 		})
 	}
 	// enabled without a CA: refused, naming both ways to give it
-	_, _, _, err := chartInstall(t, "r", "ns", chartValues(t, nil, "webhook.clientAuth.enabled=true"))
+	_, _, _, err := testkit.ChartInstall(t, "r", "ns", testkit.ChartValues(t, nil, "webhook.clientAuth.enabled=true"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "caSecret")
 }
 
 func TestChartWebhookNetworkPolicyFrom(t *testing.T) {
-	o := chartRender(t, "r", "ns", chartValues(t, nil, "networkPolicy.webhookFrom[0].ipBlock.cidr=172.16.0.0/28"))
+	o := chartRender(t, "r", "ns", testkit.ChartValues(t, nil, "networkPolicy.webhookFrom[0].ipBlock.cidr=172.16.0.0/28"))
 	np := o.NetworkPolicies["r-oras-cache-webhook"]
 	require.NotNil(t, np)
 	require.Len(t, np.Spec.Ingress, 1)
@@ -84,6 +86,6 @@ func TestChartWebhookNetworkPolicyFrom(t *testing.T) {
 	require.Len(t, np.Spec.Ingress[0].Ports, 1)
 	assert.Equal(t, "webhook", np.Spec.Ingress[0].Ports[0].Port.StrVal)
 	// default: the port only, any source
-	o = chartRender(t, "r", "ns", chartValues(t, nil))
+	o = chartRender(t, "r", "ns", testkit.ChartValues(t, nil))
 	assert.Empty(t, o.NetworkPolicies["r-oras-cache-webhook"].Spec.Ingress[0].From)
 }

@@ -1,8 +1,8 @@
-package tests
+package webhook
 
 // Fuzzing the mutation over annotations and pod shapes: it never panics, and every admitted
 // result passes whCheckMutation (owned paths only, nothing lost, strict decode, restricted
-// injected containers, exact argv, idempotent). `go test -fuzz FuzzWebhookMutate ./tests/go/`
+// injected containers, exact argv, idempotent). `go test -fuzz FuzzWebhookMutate ./tests/go/webhook/`
 // explores; a plain `go test` runs the seed corpus.
 
 import (

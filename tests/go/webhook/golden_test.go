@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // Golden tests of the pod mutation (linkerd style): each directory under testdata/golden holds
 // pod.yaml (the pod as the API server hands it to the webhook) and the expected outcome:
@@ -18,7 +18,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/webhook/imageconfig"
 	"github.com/converged-computing/oras-cache/webhook/inject"
 )

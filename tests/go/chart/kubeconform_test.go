@@ -1,4 +1,4 @@
-package tests
+package chart
 
 // kubeconform -strict over the value matrix, offline: strict per-kind JSON schemas are derived
 // from the OpenAPI document of the k8s.io/kubernetes module (the same Kubernetes version as the
@@ -15,8 +15,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/stretchr/testify/require"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
 
 // the kinds the chart renders (cert-manager kinds have no schema in Kubernetes' OpenAPI)
@@ -29,7 +31,7 @@ var chKubeconformKinds = map[string]bool{
 }
 
 func chKubernetesVersion(t *testing.T) string {
-	m := regexp.MustCompile(`(?m)^KUBERNETES_VERSION=(v[0-9.]+)`).FindSubmatch(chRead(t, "../../ci/lib.sh"))
+	m := regexp.MustCompile(`(?m)^KUBERNETES_VERSION=(v[0-9.]+)`).FindSubmatch(testkit.Read(t, testkit.Root+"/ci/lib.sh"))
 	require.NotNil(t, m, "KUBERNETES_VERSION in ci/lib.sh")
 	return string(m[1])
 }
@@ -99,7 +101,7 @@ func chWriteKubeconformSchemas(t *testing.T, swagger, dir string) {
 	var doc struct {
 		Definitions map[string]map[string]any `json:"definitions"`
 	}
-	require.NoError(t, json.Unmarshal(chRead(t, swagger), &doc))
+	require.NoError(t, json.Unmarshal(testkit.Read(t, swagger), &doc))
 	defs := doc.Definitions
 	quantity := "io.k8s.apimachinery.pkg.api.resource.Quantity"
 	require.Contains(t, defs, quantity)
@@ -156,7 +158,7 @@ func TestChartKubeconformStrict(t *testing.T) {
 
 	for _, c := range chartMatrix(t) {
 		t.Run(c.name, func(t *testing.T) {
-			manifest, hooks, _, err := chartInstall(t, c.release, c.namespace, chartValues(t, c.files, c.sets...))
+			manifest, hooks, _, err := testkit.ChartInstall(t, c.release, c.namespace, testkit.ChartValues(t, c.files, c.sets...))
 			require.NoError(t, err)
 			stream := manifest + "\n---\n" + strings.Join(hooks, "\n---\n")
 			cmd := exec.Command(bin, "-strict", "-summary", "-output", "text",

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // The denial table: bad annotations and pod shapes are refused with a message that names the
 // annotation (or the pod field) and says what to change. Run through the admission handler, so
@@ -109,7 +109,7 @@ func TestDenyWebhookTable(t *testing.T) {
 			key: "input-uri", want: []string{"empty value"}, reason: inject.ReasonEmptyValue},
 		{name: "empty oras-cache", ann: with(io, "oras-cache", " "),
 			key: "oras-cache", want: []string{"empty value"}},
-		// the matchConditions send an empty switch to the webhook (chart_cel_test.go): denied, never run without its data
+		// the matchConditions send an empty switch to the webhook (tests/go/chart/cel_test.go): denied, never run without its data
 		{name: "oras-cache empty string", ann: with(io, "oras-cache", ""),
 			key: "oras-cache", want: []string{"empty value", "run without its inputs", `set it to "cache"`}, reason: inject.ReasonEmptyValue},
 		{name: "oras-cache empty string alone", ann: map[string]string{"oras-cache": ""},

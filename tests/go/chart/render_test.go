@@ -1,24 +1,15 @@
-package tests
+package chart
 
-// Rendering the chart with the helm v3 SDK (the code path of `helm install --dry-run` /
-// `helm template`, schema validation included) and decoding every manifest strictly.
+// Decoding every manifest the chart renders (through testkit) strictly.
 
 import (
 	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"helm.sh/helm/v3/pkg/action"
-	"helm.sh/helm/v3/pkg/chart"
-	"helm.sh/helm/v3/pkg/chart/loader"
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/strvals"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -28,57 +19,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
-
-const chartDir = "../../charts/oras-cache"
-
-var (
-	chartOnce   sync.Once
-	chartLoaded *chart.Chart
-	chartErr    error
-)
-
-func chartLoad(t *testing.T) *chart.Chart {
-	t.Helper()
-	chartOnce.Do(func() { chartLoaded, chartErr = loader.Load(chartDir) })
-	require.NoError(t, chartErr)
-	return chartLoaded
-}
-
-// chartValues builds user values from values files (relative to the chart) and --set strings.
-func chartValues(t *testing.T, files []string, sets ...string) map[string]any {
-	t.Helper()
-	vals := map[string]any{}
-	for _, f := range files {
-		v, err := chartutil.ReadValuesFile(filepath.Join(chartDir, f))
-		require.NoError(t, err, f)
-		vals = chartutil.MergeTables(v.AsMap(), vals)
-	}
-	for _, s := range sets {
-		require.NoError(t, strvals.ParseInto(s, vals), s)
-	}
-	return vals
-}
-
-// chartInstall renders like `helm install --dry-run` without a cluster.
-func chartInstall(t *testing.T, release, namespace string, vals map[string]any) (manifest string, hooks []string, notes string, err error) {
-	t.Helper()
-	cfg := &action.Configuration{Log: func(string, ...any) {}}
-	inst := action.NewInstall(cfg)
-	inst.DryRun = true
-	inst.ClientOnly = true
-	inst.ReleaseName = release
-	inst.Namespace = namespace
-	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.34.0", Major: "1", Minor: "34"}
-	rel, err := inst.Run(chartLoad(t), vals)
-	if err != nil {
-		return "", nil, "", err
-	}
-	for _, h := range rel.Hooks {
-		hooks = append(hooks, h.Manifest)
-	}
-	return rel.Manifest, hooks, rel.Info.Notes, nil
-}
 
 // Minimal strict mirrors of the two cert-manager kinds the chart renders (no Go module of
 // cert-manager in this repository); unknown fields still fail.
@@ -198,7 +141,7 @@ func chStrictDecode(doc string, out any) error {
 // chartRender renders and decodes; it fails the test on any error.
 func chartRender(t *testing.T, release, namespace string, vals map[string]any) *chartObjects {
 	t.Helper()
-	manifest, hooks, notes, err := chartInstall(t, release, namespace, vals)
+	manifest, hooks, notes, err := testkit.ChartInstall(t, release, namespace, vals)
 	require.NoError(t, err)
 	objs := newChartObjects()
 	objs.Release, objs.Namespace, objs.Values, objs.Notes = release, namespace, vals, notes
@@ -273,24 +216,4 @@ func chSortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// chExampleValuesFiles lists charts/oras-cache/ci/*-values.yaml relative to the chart.
-func chExampleValuesFiles(t *testing.T) []string {
-	t.Helper()
-	m, err := filepath.Glob(filepath.Join(chartDir, "ci", "*-values.yaml"))
-	require.NoError(t, err)
-	require.NotEmpty(t, m)
-	var out []string
-	for _, f := range m {
-		out = append(out, filepath.Join("ci", filepath.Base(f)))
-	}
-	return out
-}
-
-func chRead(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	return b
 }

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // Admission cost does not grow faster than the pod: many $(VAR) references are admitted, many
 // annotations get one short denial, denials are bounded in length. The time figures are in

@@ -1,4 +1,4 @@
-package tests
+package schema
 
 // values.schema.json: generated from schema/values.go and not stale; values.yaml and every
 // example values file validate; bad values files fail with the expected message (gojsonschema)
@@ -17,15 +17,17 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/converged-computing/oras-cache/schema"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
 
 func TestSchemaNotStale(t *testing.T) {
-	js, table, err := schema.Generate(chRead(t, chartDir+"/values.yaml"))
+	js, table, err := schema.Generate(testkit.Read(t, testkit.ChartDir+"/values.yaml"))
 	require.NoError(t, err)
-	assert.Equal(t, string(js), string(chRead(t, chartDir+"/values.schema.json")),
+	assert.Equal(t, string(js), string(testkit.Read(t, testkit.ChartDir+"/values.schema.json")),
 		"charts/oras-cache/values.schema.json is stale: run `make schema`")
-	readme := chRead(t, "../../README.md")
+	readme := testkit.Read(t, testkit.Root+"/README.md")
 	want, err := schema.ReplaceReadmeBlock(readme, table)
 	require.NoError(t, err)
 	block := func(b []byte) string {
@@ -35,7 +37,7 @@ func TestSchemaNotStale(t *testing.T) {
 		return s[i:j]
 	}
 	assert.Equal(t, block(want), block(readme), "the README values table is stale: run `make schema`")
-	values := chRead(t, chartDir+"/values.yaml")
+	values := testkit.Read(t, testkit.ChartDir+"/values.yaml")
 	commented, err := schema.CommentValues(values)
 	require.NoError(t, err)
 	assert.Equal(t, string(commented), string(values),
@@ -57,12 +59,12 @@ func TestSchemaCommentValuesRewrites(t *testing.T) {
 
 func TestSchemaEveryKeyDocumented(t *testing.T) {
 	var s map[string]any
-	require.NoError(t, yaml.Unmarshal(chRead(t, chartDir+"/values.schema.json"), &s))
+	require.NoError(t, yaml.Unmarshal(testkit.Read(t, testkit.ChartDir+"/values.schema.json"), &s))
 	var walk func(prefix string, node map[string]any)
 	walk = func(prefix string, node map[string]any) {
 		props, _ := node["properties"].(map[string]any)
 		if len(props) > 0 {
-			assert.Equal(t, false, node["additionalProperties"], "%s rejects unknown keys", chOr(prefix, "(root)"))
+			assert.Equal(t, false, node["additionalProperties"], "%s rejects unknown keys", testkit.Or(prefix, "(root)"))
 		}
 		for k, v := range props {
 			p := v.(map[string]any)
@@ -79,7 +81,7 @@ func TestSchemaEveryKeyDocumented(t *testing.T) {
 
 func chartSchema(t *testing.T) *gojsonschema.Schema {
 	t.Helper()
-	abs, err := filepath.Abs(chartDir + "/values.schema.json")
+	abs, err := filepath.Abs(testkit.ChartDir + "/values.schema.json")
 	require.NoError(t, err)
 	sch, err := gojsonschema.NewSchema(gojsonschema.NewReferenceLoader("file://" + abs))
 	require.NoError(t, err)
@@ -100,10 +102,10 @@ func chValidateValues(t *testing.T, sch *gojsonschema.Schema, vals map[string]an
 func TestSchemaValuesFilesValidate(t *testing.T) {
 	sch := chartSchema(t)
 	var defaults map[string]any
-	require.NoError(t, yaml.Unmarshal(chRead(t, chartDir+"/values.yaml"), &defaults))
+	require.NoError(t, yaml.Unmarshal(testkit.Read(t, testkit.ChartDir+"/values.yaml"), &defaults))
 	assert.Empty(t, chValidateValues(t, sch, defaults), "values.yaml")
-	for _, f := range chExampleValuesFiles(t) {
-		eff := chartEffectiveValues(t, chartValues(t, []string{f}))
+	for _, f := range testkit.ChartExampleValuesFiles(t) {
+		eff := testkit.ChartEffectiveValues(t, testkit.ChartValues(t, []string{f}))
 		assert.Empty(t, chValidateValues(t, sch, eff), f)
 	}
 }
@@ -115,18 +117,18 @@ func TestSchemaBadValuesFail(t *testing.T) {
 	require.GreaterOrEqual(t, len(files), 12)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			raw := chRead(t, f)
+			raw := testkit.Read(t, f)
 			first, _, _ := bytes.Cut(raw, []byte("\n"))
 			expect, ok := strings.CutPrefix(string(first), "# expect: ")
 			require.True(t, ok, "%s starts with '# expect: <message>'", f)
 			var user map[string]any
 			require.NoError(t, yaml.Unmarshal(raw, &user))
-			errs := chValidateValues(t, sch, chartEffectiveValues(t, user))
+			errs := chValidateValues(t, sch, testkit.ChartEffectiveValues(t, user))
 			require.NotEmpty(t, errs, "%s must not validate", f)
 			assert.Contains(t, strings.Join(errs, "\n"), expect)
 
 			// helm refuses it as well, before rendering anything
-			_, _, _, err := chartInstall(t, "r", "ns", user)
+			_, _, _, err := testkit.ChartInstall(t, "r", "ns", user)
 			require.Error(t, err, "helm accepts %s", f)
 			assert.Contains(t, err.Error(), "values don't meet the specifications of the schema")
 		})
@@ -141,7 +143,7 @@ func TestSchemaTypoFailsTemplateNamingTheKey(t *testing.T) {
 		"webhook.tls.mod=secret":            {"at '/webhook/tls'", "'mod'"},
 	}
 	for set, wants := range cases {
-		_, _, _, err := chartInstall(t, "r", "ns", chartValues(t, nil, set))
+		_, _, _, err := testkit.ChartInstall(t, "r", "ns", testkit.ChartValues(t, nil, set))
 		require.Error(t, err, set)
 		for _, w := range wants {
 			assert.Contains(t, err.Error(), w, set)
@@ -150,7 +152,7 @@ func TestSchemaTypoFailsTemplateNamingTheKey(t *testing.T) {
 
 	// and through the helm binary, as a user would type it
 	helm := registrytest.Binary(t, "helm") // fails with the fix (make tools) when missing
-	out, err := exec.Command(helm, "template", "r", chartDir, "--set", "registy.image=x").CombinedOutput()
+	out, err := exec.Command(helm, "template", "r", testkit.ChartDir, "--set", "registy.image=x").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "additional properties 'registy' not allowed")
 }

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // Helpers shared by the webhook tests (golden, denial table, fuzz, HTTPS, ENTRYPOINT lookup,
 // benchmark). Every name starts with "wh" to stay clear of the other test files of the package.
@@ -28,7 +28,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 
 	"github.com/converged-computing/oras-cache/sidecar/contract"
-	"github.com/converged-computing/oras-cache/tests/go/registrytest"
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 	"github.com/converged-computing/oras-cache/webhook/inject"
 )
 

@@ -42,7 +42,7 @@ func Binary(t testing.TB, name string) string {
 		return p
 	}
 	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "..", "..", ".work", "bin", name)
+	p := filepath.Join(filepath.Dir(file), "..", "..", ".work", "bin", name)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}

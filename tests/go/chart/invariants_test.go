@@ -1,4 +1,4 @@
-package tests
+package chart
 
 // Cross-resource invariants of the chart over a matrix of values: what a cluster would only
 // reveal at run time (a webhook path the server does not serve, a caBundle that did not sign
@@ -27,6 +27,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/converged-computing/oras-cache/webhook/inject"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
 
 type chartCase struct {
@@ -54,7 +56,7 @@ func chartMatrix(t *testing.T) []chartCase {
 		{name: "custom-path-and-ports", release: "r", namespace: "ns", sets: []string{"webhook.path=/oras/mutate,webhook.port=10250,webhook.metricsPort=9090,webhook.healthPort=9091"}},
 		{name: "no-networkpolicy-no-tests", release: "r", namespace: "ns", sets: []string{"networkPolicy.enabled=false,tests.enabled=false"}},
 	}
-	for _, f := range chExampleValuesFiles(t) {
+	for _, f := range testkit.ChartExampleValuesFiles(t) {
 		cases = append(cases, chartCase{name: "example-" + path.Base(f), release: "wf", namespace: "science", files: []string{f}})
 	}
 	return cases
@@ -63,9 +65,9 @@ func chartMatrix(t *testing.T) []chartCase {
 func TestChartInvariants(t *testing.T) {
 	for _, c := range chartMatrix(t) {
 		t.Run(c.name, func(t *testing.T) {
-			vals := chartValues(t, c.files, c.sets...)
+			vals := testkit.ChartValues(t, c.files, c.sets...)
 			o := chartRender(t, c.release, c.namespace, vals)
-			eff := chartEffectiveValues(t, vals)
+			eff := testkit.ChartEffectiveValues(t, vals)
 			chCheckMetadata(t, o)
 			chCheckSelectors(t, o)
 			cfg := chCheckWebhookWiring(t, o, eff)
@@ -76,32 +78,6 @@ func TestChartInvariants(t *testing.T) {
 			chCheckNetworkPolicy(t, o, eff)
 		})
 	}
-}
-
-// chartEffectiveValues merges the user values over values.yaml, as helm does.
-func chartEffectiveValues(t *testing.T, vals map[string]any) map[string]any {
-	t.Helper()
-	merged := map[string]any{}
-	require.NoError(t, yaml.Unmarshal(chRead(t, chartDir+"/values.yaml"), &merged))
-	var deepMerge func(dst, src map[string]any)
-	deepMerge = func(dst, src map[string]any) {
-		for k, v := range src {
-			if sm, ok := v.(map[string]any); ok {
-				if dm, ok := dst[k].(map[string]any); ok {
-					deepMerge(dm, sm)
-					continue
-				}
-			}
-			dst[k] = v
-		}
-	}
-	// round-trip through YAML so numbers have one representation
-	b, err := yaml.Marshal(vals)
-	require.NoError(t, err)
-	var v map[string]any
-	require.NoError(t, yaml.Unmarshal(b, &v))
-	deepMerge(merged, v)
-	return merged
 }
 
 func chVal(m map[string]any, dotted string) any {
@@ -325,7 +301,7 @@ func chCheckWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *in
 	wantHost := fmt.Sprintf("%s.%s.svc.%s:%d", rsvc.Name, o.Namespace, chStr(eff, "clusterDomain"), rsvc.Spec.Ports[0].Port)
 	assert.Equal(t, wantHost, cfg.Registry.Host)
 	assert.True(t, cfg.Registry.PlainHTTP)
-	assert.Equal(t, chStr(eff, "sidecar.image.repository")+":"+chOr(chStr(eff, "sidecar.image.tag"), chartLoad(t).Metadata.AppVersion), cfg.Sidecar.Image)
+	assert.Equal(t, chStr(eff, "sidecar.image.repository")+":"+testkit.Or(chStr(eff, "sidecar.image.tag"), testkit.ChartLoad(t).Metadata.AppVersion), cfg.Sidecar.Image)
 
 	// admission scope and policy
 	assert.Equal(t, admissionv1.FailurePolicyType(chStr(eff, "webhook.failurePolicy")), *w.FailurePolicy)
@@ -358,13 +334,6 @@ func chCheckWebhookWiring(t *testing.T, o *chartObjects, eff map[string]any) *in
 	return cfg
 }
 
-func chOr(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
 func chTrunc(s string, n int) string {
 	if len(s) > n {
 		return s[:n]
@@ -377,7 +346,7 @@ func chartFullname(o *chartObjects, eff map[string]any) string {
 	if f := chStr(eff, "fullnameOverride"); f != "" {
 		return strings.TrimSuffix(chTrunc(f, 63), "-")
 	}
-	name := chOr(chStr(eff, "nameOverride"), "oras-cache")
+	name := testkit.Or(chStr(eff, "nameOverride"), "oras-cache")
 	if strings.Contains(o.Release, name) {
 		return strings.TrimSuffix(chTrunc(o.Release, 63), "-")
 	}
@@ -707,23 +676,23 @@ func TestChartConfigChecksumRollsPods(t *testing.T) {
 		require.Len(t, s, 64)
 		return s
 	}
-	base := chartRender(t, "r", "ns", chartValues(t, nil))
-	again := chartRender(t, "r", "ns", chartValues(t, nil))
+	base := chartRender(t, "r", "ns", testkit.ChartValues(t, nil))
+	again := chartRender(t, "r", "ns", testkit.ChartValues(t, nil))
 	assert.Equal(t, sum(base, "webhook"), sum(again, "webhook"), "deterministic")
 	assert.Equal(t, sum(base, "registry"), sum(again, "registry"), "deterministic")
 
-	sidecar := chartRender(t, "r", "ns", chartValues(t, nil, "sidecar.timeout=1h"))
+	sidecar := chartRender(t, "r", "ns", testkit.ChartValues(t, nil, "sidecar.timeout=1h"))
 	assert.NotEqual(t, sum(base, "webhook"), sum(sidecar, "webhook"), "webhook config changed")
 	assert.Equal(t, sum(base, "registry"), sum(sidecar, "registry"))
 
-	reg := chartRender(t, "r", "ns", chartValues(t, nil, "registry.logLevel=debug"))
+	reg := chartRender(t, "r", "ns", testkit.ChartValues(t, nil, "registry.logLevel=debug"))
 	assert.NotEqual(t, sum(base, "registry"), sum(reg, "registry"), "registry config changed")
 	assert.Equal(t, sum(base, "webhook"), sum(reg, "webhook"))
 }
 
 // Values the schema cannot relate to each other are refused by the templates, with the keys named.
 func TestChartRefusesConflictingPorts(t *testing.T) {
-	_, _, _, err := chartInstall(t, "r", "ns", chartValues(t, nil, "webhook.metricsPort=9443"))
+	_, _, _, err := testkit.ChartInstall(t, "r", "ns", testkit.ChartValues(t, nil, "webhook.metricsPort=9443"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "webhook.port (9443), webhook.metricsPort (9443) and webhook.healthPort (8081) must differ")
 }

@@ -1,4 +1,4 @@
-package tests
+package webhook
 
 // The webhook → sidecar contract, checked on real output: the args the webhook injected into every
 // golden mutated.yaml must parse with the sidecar's own parsers (sidecar/contract) and render back
@@ -89,7 +89,7 @@ func TestContractGoldenArgsParse(t *testing.T) {
 // image holds nothing else.
 func TestSidecarHasNoKubernetesDependency(t *testing.T) {
 	cmd := exec.Command("go", "list", "-deps", "./sidecar/...")
-	cmd.Dir = filepath.Join("..", "..")
+	cmd.Dir = filepath.Join("..", "..", "..")
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)

@@ -1,4 +1,4 @@
-package tests
+package chart
 
 // The capacity settings the chart gives the guard (sidecar/guard), read by the guard's own code.
 
@@ -11,6 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/converged-computing/oras-cache/sidecar/guard"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
 
 func chGuardConfig(t *testing.T, o *chartObjects) guard.Config {
@@ -27,8 +29,8 @@ func chGuardConfig(t *testing.T, o *chartObjects) guard.Config {
 // `helm upgrade` with another bound changes only the guard's ConfigMap, never the registry pod
 // template: a new pod would start with an empty emptyDir.
 func TestChartCapacityBoundChangeKeepsTheRegistryPod(t *testing.T) {
-	a := chartRender(t, "r", "ns", chartValues(t, nil))
-	b := chartRender(t, "r", "ns", chartValues(t, nil, "registry.capacity.bound=1Gi"))
+	a := chartRender(t, "r", "ns", testkit.ChartValues(t, nil))
+	b := chartRender(t, "r", "ns", testkit.ChartValues(t, nil, "registry.capacity.bound=1Gi"))
 	assert.Equal(t, a.Deployments["r-oras-cache-registry"].Spec.Template, b.Deployments["r-oras-cache-registry"].Spec.Template)
 	assert.NotEqual(t, chGuardConfig(t, a), chGuardConfig(t, b))
 }
@@ -50,7 +52,7 @@ func TestChartCapacityBounds(t *testing.T) {
 			"registry.capacity.bound=1Gi is above 921.6MiB, the most a volume of 1.0GiB allows (a tenth, at least 8.0MiB, stays free so the kubelet never evicts the registry): lower registry.capacity.bound or raise registry.persistence.size"},
 	}
 	for _, c := range cases {
-		cfg := chGuardConfig(t, chartRender(t, "r", "ns", chartValues(t, nil, c.sets...)))
+		cfg := chGuardConfig(t, chartRender(t, "r", "ns", testkit.ChartValues(t, nil, c.sets...)))
 		lim, err := cfg.Limits(0)
 		if c.wantErr != "" {
 			assert.EqualError(t, err, c.wantErr, "%v", c.sets)
@@ -60,7 +62,7 @@ func TestChartCapacityBounds(t *testing.T) {
 		assert.Equal(t, c.wantBound, lim.Bound, "%v", c.sets)
 	}
 	// An existing claim's size comes from its filesystem.
-	cfg := chGuardConfig(t, chartRender(t, "r", "ns", chartValues(t, nil, "registry.persistence.enabled=true", "registry.persistence.existingClaim=mine")))
+	cfg := chGuardConfig(t, chartRender(t, "r", "ns", testkit.ChartValues(t, nil, "registry.persistence.enabled=true", "registry.persistence.existingClaim=mine")))
 	lim, err := cfg.Limits(5 << 30)
 	require.NoError(t, err)
 	assert.Equal(t, guard.MaxBound(5<<30), lim.Bound)

@@ -1,4 +1,4 @@
-package tests
+package chart
 
 // The MutatingWebhookConfiguration's matchConditions compile with cel-go and select exactly
 // the annotated pods of this release, evaluated on sample pods as the API server would
@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/converged-computing/oras-cache/webhook/inject"
+
+	"github.com/converged-computing/oras-cache/tests/go/testkit"
 )
 
 // chartMatchConditions compiles the rendered matchConditions into one predicate on a pod.
@@ -65,7 +67,7 @@ func chSamplePod(ann map[string]string) *corev1.Pod {
 func TestChartMatchConditionsSelectThisReleasesPods(t *testing.T) {
 	for _, release := range []string{"r", "team-oras-cache", "a-release-name-that-is-as-long-as-helm-allows-53-char"} {
 		t.Run(release, func(t *testing.T) {
-			o := chartRender(t, release, "ns", chartValues(t, nil))
+			o := chartRender(t, release, "ns", testkit.ChartValues(t, nil))
 			match := chartMatchConditions(t, o)
 			cases := []struct {
 				name string
@@ -100,7 +102,7 @@ func TestChartMatchConditionsSelectThisReleasesPods(t *testing.T) {
 // webhook selects.
 func TestChartNotesJobIsValidAndSelected(t *testing.T) {
 	for _, sets := range [][]string{nil, {"auth.enabled=false"}, {"registry.persistence.enabled=true,registry.persistence.keepOnUninstall=true"}} {
-		o := chartRender(t, "wf", "science", chartValues(t, nil, sets...))
+		o := chartRender(t, "wf", "science", testkit.ChartValues(t, nil, sets...))
 		notes := o.Notes
 		start := strings.Index(notes, "apiVersion: batch/v1")
 		require.GreaterOrEqual(t, start, 0, "NOTES has a Job:\n%s", notes)
