@@ -40,10 +40,10 @@ images: ## build the images reproducibly and import them into the local cluster'
 	bash ci/images.sh
 
 up: ## bring up the local single-node cluster (idempotent)
-	bash ci/cluster.sh up
+	bash ci/cluster/cluster.sh up
 
 down: ## tear the local cluster down and restore the host
-	bash ci/cluster.sh down
+	bash ci/cluster/cluster.sh down
 
 e2e: ## end-to-end tests on the local cluster (brings it up, builds images)
 	bash ci/e2e.sh

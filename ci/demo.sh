@@ -14,7 +14,7 @@ step "1/7 tools (helm, oras, …) — cached after the first run"
 bash ci/install-tools.sh
 if [[ -z "${DEMO_USE_CURRENT_CONTEXT:-}" ]]; then
   step "2/7 local single-node Kubernetes cluster (cold: builds Kubernetes from source, ~10 min on 2 cores)"
-  bash ci/cluster.sh up
+  bash ci/cluster/cluster.sh up
   export KUBECONFIG="$REPO_ROOT/.work/cluster/kubeconfig"
   step "3/7 images (webhook, sidecar, registry, test apps) built locally and imported"
   bash ci/images.sh

@@ -6,9 +6,9 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 t0=$SECONDS
 bash ci/install-tools.sh
-bash ci/cluster.sh up
+bash ci/cluster/cluster.sh up
 if [[ "${CI:-}" == "true" || -n "${E2E_DOWN:-}" ]]; then
-  trap 'log "tearing the cluster down"; bash ci/cluster.sh down' EXIT
+  trap 'log "tearing the cluster down"; bash ci/cluster/cluster.sh down' EXIT
 fi
 t1=$SECONDS
 bash ci/images.sh

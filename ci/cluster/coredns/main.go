@@ -1,4 +1,4 @@
-// Command coredns is CoreDNS with only the plugins the local test cluster needs (ci/cluster.sh).
+// Command coredns is CoreDNS with only the plugins the local test cluster needs (ci/cluster/cluster.sh).
 // Upstream's plugin list (core/plugin, core/dnsserver/zdirectives.go) is generated and pulls
 // in every cloud SDK; here the directive order is our own short list, in upstream's relative
 // order, and only those plugin packages are linked. There is deliberately no `forward`: the

@@ -1,8 +1,8 @@
-// Wrapper module that builds the Kubernetes binaries of the local test cluster (ci/cluster.sh)
+// Wrapper module that builds the Kubernetes binaries of the local test cluster (ci/cluster/cluster.sh)
 // from the k8s.io/kubernetes module. Separate from the repository's root module on purpose.
 // Regenerate the replace block for a new version from k8s.io/kubernetes' own go.mod: every
 // `k8s.io/X => ./staging/src/k8s.io/X` becomes `k8s.io/X => k8s.io/X v0.<minor>.<patch>`.
-module github.com/converged-computing/oras-cache/ci/k8s
+module github.com/converged-computing/oras-cache/ci/cluster/k8s
 
 go 1.24.0
 

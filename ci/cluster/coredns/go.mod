@@ -1,6 +1,6 @@
-// CoreDNS with a minimal plugin set for the local test cluster; built by ci/cluster.sh.
+// CoreDNS with a minimal plugin set for the local test cluster; built by ci/cluster/cluster.sh.
 // A module of its own so the repository's root go.mod is not affected.
-module github.com/converged-computing/oras-cache/ci/coredns
+module github.com/converged-computing/oras-cache/ci/cluster/coredns
 
 go 1.26.0
 

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes cluster on this machine, offline, for the e2e tests and the demo.
 #
-#   bash ci/cluster.sh up          bring it up (idempotent: a running part is left alone)
-#   bash ci/cluster.sh down        stop everything by recorded PID, restore host networking/sysctls
-#   bash ci/cluster.sh status      what runs
-#   bash ci/cluster.sh kubeconfig  print the admin kubeconfig path
-#   bash ci/cluster.sh smoke       DNS, a ClusterIP Service, logs and a two-container Job (needs
-#                                  the test images: bash ci/images.sh busybox noshell)
+#   bash ci/cluster/cluster.sh up          bring it up (idempotent: a running part is left alone)
+#   bash ci/cluster/cluster.sh down        stop everything by recorded PID, restore host networking/sysctls
+#   bash ci/cluster/cluster.sh status      what runs
+#   bash ci/cluster/cluster.sh kubeconfig  print the admin kubeconfig path
+#   bash ci/cluster/cluster.sh smoke       DNS, a ClusterIP Service, logs and a two-container Job
+#                                          (needs the test images: bash ci/images.sh busybox noshell)
 #
 # Parts: etcd, containerd, runc and the CNI plugins from Debian; kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl built from the
-# k8s.io/kubernetes module (ci/k8s/build.sh, cached); CoreDNS built from its module with a small
-# plugin set (ci/coredns/), run as a host process bound to the bridge address and used by the
+# k8s.io/kubernetes module (ci/cluster/k8s/build.sh, cached); CoreDNS built from its module with a small
+# plugin set (ci/cluster/coredns/), run as a host process bound to the bridge address and used by the
 # kubelet as the cluster DNS, so pods resolve <svc>.<ns>.svc.cluster.local.
 #
 # Networking keeps everything on the machine: our own bridge $BRIDGE ($BRIDGE_IP/16) for the pods,
@@ -19,8 +19,8 @@
 # and an nft table that drops any forwarding between the bridge and anything else (so neither pod
 # nor Service traffic can leave through eth0), installed before anything else starts.
 # All state lives in $REPO_ROOT/.work/cluster (git-ignored). Background and pitfalls:
-# ci/local-cluster.md.
-source "$(dirname "$0")/lib.sh"
+# ci/cluster/README.md.
+source "$(dirname "$0")/../lib.sh"
 
 STATE="$REPO_ROOT/.work/cluster"
 PIDS="$STATE/pids"
@@ -592,13 +592,13 @@ recycle_pvs() { # released volumes of the pool: wipe and make Available again
 
 build_coredns() {
   local key dest
-  key=$( { echo "$COREDNS_VERSION"; sha256sum <"$REPO_ROOT/ci/coredns/go.sum"; sha256sum <"$REPO_ROOT/ci/coredns/main.go"; go env GOVERSION; } | sha256sum | cut -c1-16)
+  key=$( { echo "$COREDNS_VERSION"; sha256sum <"$REPO_ROOT/ci/cluster/coredns/go.sum"; sha256sum <"$REPO_ROOT/ci/cluster/coredns/main.go"; go env GOVERSION; } | sha256sum | cut -c1-16)
   dest="$CACHE_HOME/coredns/$COREDNS_VERSION-$key"
   if [[ ! -x $dest/coredns ]]; then
     log "building CoreDNS $COREDNS_VERSION (minimal plugin set; cold ~1-2 min)"
     local t0=$SECONDS
     rm -rf "$dest.tmp"; mkdir -p "$dest.tmp"
-    (cd "$REPO_ROOT/ci/coredns" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest.tmp/coredns" .)
+    (cd "$REPO_ROOT/ci/cluster/coredns" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$dest.tmp/coredns" .)
     rm -rf "$dest"; mv "$dest.tmp" "$dest"
     log "built CoreDNS in $((SECONDS - t0))s"
   fi
@@ -613,7 +613,7 @@ cmd_up() {
   step "apt packages"
   install_packages
   step "Kubernetes $KUBERNETES_VERSION binaries (cached by version)"
-  bash "$REPO_ROOT/ci/k8s/build.sh" >/dev/null
+  bash "$REPO_ROOT/ci/cluster/k8s/build.sh" >/dev/null
   step "CoreDNS $COREDNS_VERSION binary (cached)"
   build_coredns
   step "host network: guard, bridge $BRIDGE, Service route, sysctls"
@@ -645,7 +645,7 @@ cmd_up() {
   step "storage: default StorageClass local, $PV_POOL local PersistentVolumes"
   setup_storage
   recycle_pvs
-  start_daemon pv-recycler bash "$REPO_ROOT/ci/cluster.sh" pv-recycler
+  start_daemon pv-recycler bash "$REPO_ROOT/ci/cluster/cluster.sh" pv-recycler
   step "done"
   log "cluster up in $((SECONDS - T_START))s — export KUBECONFIG=$KUBECONFIG_ADMIN ; kubectl: $TOOLS_BIN/kubectl"
 }

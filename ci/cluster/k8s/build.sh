@@ -3,8 +3,8 @@
 # the wrapper module beside this script, into the cache (keyed by Kubernetes version, the wrapper's
 # go.sum and the Go version), and links them into .work/bin. Prints the cache dir on stdout.
 # A warm run (binaries cached) does nothing. Cold: ~8 min on 2 cores, with progress every 20 s.
-source "$(dirname "$0")/../lib.sh"
-K8S_DIR="$REPO_ROOT/ci/k8s"
+source "$(dirname "$0")/../../lib.sh"
+K8S_DIR="$REPO_ROOT/ci/cluster/k8s"
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
 
 k8s_cache_dir() {
