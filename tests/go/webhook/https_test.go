@@ -131,13 +131,7 @@ func TestWebhookHTTPS(t *testing.T) {
 			DrainDelay: 2 * time.Second,
 		})
 	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("server ended: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server not ready within 20s")
-	}
+	whWaitReady(t, ready, done)
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca.pem)
@@ -329,13 +323,7 @@ func TestWebhookHTTPSClientAuth(t *testing.T) {
 		done <- server.Run(ctx, cfg, server.Options{Images: &whFakeImages{}, Log: slog.New(slog.NewJSONHandler(io.Discard, nil)), Ready: ready})
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("server ended: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("server not ready within 20s")
-	}
+	whWaitReady(t, ready, done)
 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(serving.pem)
@@ -385,5 +373,18 @@ func TestWebhookClientCAFileInvalid(t *testing.T) {
 	err := server.Run(context.Background(), cfg, server.Options{Log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err == nil || !strings.Contains(err.Error(), "server.clientCAFile") {
 		t.Fatalf("want a start error naming server.clientCAFile, got %v", err)
+	}
+}
+
+// whWaitReady waits for server.Run to report ready, failing the test if it ends first or takes
+// over 20 s.
+func whWaitReady(t *testing.T, ready <-chan struct{}, done <-chan error) {
+	t.Helper()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("server ended: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server not ready within 20s")
 	}
 }
