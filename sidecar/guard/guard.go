@@ -204,10 +204,11 @@ func (g *Guard) statfs() (total, avail int64, err error) {
 
 // reload reads the config file when it changed.
 func (g *Guard) reload() error {
-	raw, err := readFile(g.opts.ConfigFile)
+	b, err := os.ReadFile(g.opts.ConfigFile)
 	if err != nil {
 		return g.setCfgErr(err)
 	}
+	raw := string(b)
 	g.mu.Lock()
 	same := raw == g.cfgRaw && g.lim.Bound > 0
 	g.mu.Unlock()
@@ -241,11 +242,6 @@ func (g *Guard) setCfgErr(err error) error {
 	g.cfgErr = err
 	g.mu.Unlock()
 	return err
-}
-
-func readFile(path string) (string, error) {
-	b, err := readAll(path)
-	return string(b), err
 }
 
 // Walk measures the root again now (after a collection, in tests).

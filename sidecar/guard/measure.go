@@ -3,7 +3,6 @@ package guard
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -57,5 +56,3 @@ func measure(root string) (int64, Counts, error) {
 	}
 	return total, c, err
 }
-
-func readAll(path string) ([]byte, error) { return os.ReadFile(path) }
