@@ -25,13 +25,16 @@ cached_go_install staticcheck "$STATICCHECK_VERSION" honnef.co/go/tools/cmd/stat
 # helm-unittest: its go.mod has a replace directive (go install refuses it) and its plugin.yaml
 # downloads a release binary; build it from the module source and write a hook-less plugin.yaml.
 hu="$CACHE_HOME/tools/helm-unittest-$HELM_UNITTEST_VERSION"
+exec {hu_lock}>"$hu.lock"; flock "$hu_lock"   # one build at a time across checkouts
 if [[ ! -x "$hu/helm-unittest" ]]; then
   log "building helm-unittest $HELM_UNITTEST_VERSION"
   dir=$(go mod download -json "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION" | jq -r .Dir)
   src=$(mktemp -d); cp -r "$dir/." "$src"; chmod -R u+w "$src"
+  rm -rf "$hu.tmp"
   (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$hu.tmp/helm-unittest" ./cmd/helm-unittest)
   rm -rf "$src" "$hu"; mv "$hu.tmp" "$hu"
 fi
+exec {hu_lock}>&-
 export HELM_PLUGINS="$REPO_ROOT/.work/helm-plugins"
 mkdir -p "$HELM_PLUGINS/unittest"
 cat > "$HELM_PLUGINS/unittest/plugin.yaml" <<YAML

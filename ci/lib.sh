@@ -24,12 +24,20 @@ cached_go_install() {
   local name=$1 version=$2 pkg=$3 ldflags=${4:-}
   local dest="$CACHE_HOME/tools/$name-$version"
   if [[ ! -x "$dest/$name" ]]; then
-    log "building $name $version (cold: a few minutes)"
-    local t0=$SECONDS
-    mkdir -p "$dest.tmp"
-    CGO_ENABLED=0 GOBIN="$dest.tmp" go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
-    rm -rf "$dest" && mv "$dest.tmp" "$dest"
-    log "built $name in $((SECONDS - t0))s"
+    # One build per tool and version at a time: checkouts sharing the cache would otherwise
+    # build the same tool into the same temporary directory at once.
+    mkdir -p "$CACHE_HOME/tools"
+    exec {lock}>"$dest.lock"
+    flock "$lock"
+    if [[ ! -x "$dest/$name" ]]; then
+      log "building $name $version (cold: a few minutes)"
+      local t0=$SECONDS
+      rm -rf "$dest.tmp" && mkdir -p "$dest.tmp"
+      CGO_ENABLED=0 GOBIN="$dest.tmp" go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
+      rm -rf "$dest" && mv "$dest.tmp" "$dest"
+      log "built $name in $((SECONDS - t0))s"
+    fi
+    exec {lock}>&-
   fi
   ln -sfn "$dest/$name" "$TOOLS_BIN/$name"
 }
