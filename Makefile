@@ -51,9 +51,12 @@ e2e: ## end-to-end tests on the local cluster (brings it up, builds images)
 demo: ## the whole product end to end: cluster, images, chart, a DAG workflow, results in ./demo-output
 	bash ci/demo.sh
 
-bench: ## benchmarks; writes docs/benchmarks.md
+bench: ## benchmarks; writes docs/benchmarks/results.json and renders docs/benchmarks.md from it
 	bash ci/bench.sh
+
+bench-report: ## re-render docs/benchmarks.md from docs/benchmarks/results.json (ci/bench/benchmarks.md.tmpl), measuring nothing
+	go run ./ci/bench -report
 
 ci: test e2e ## what .ci/run runs: all tests, then the e2e on a real cluster
 
-.PHONY: help tools schema golden lint test-unit test-helm test images up down e2e demo bench ci
+.PHONY: help tools schema golden lint test-unit test-helm test images up down e2e demo bench bench-report ci

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: the benchmarks of issue 6. Installs the pinned tools, builds ci/bench and runs it:
 # data path vs the oras CLI (with tar/cp baselines), the webhook (handler benchmark, HTTPS load),
-# and the per-step overhead on the local cluster when it is up. Writes docs/benchmarks.md and
-# prints the tables. Extra arguments go to the bench program (e.g. `-scale 0.01 -runs 2` for a
-# quick development run; `go run ./ci/bench -h` lists them).
+# and the per-step overhead on the local cluster when it is up. Writes docs/benchmarks/results.json,
+# renders docs/benchmarks.md from it and prints the targets. Extra arguments go to the bench program
+# (e.g. `-scale 0.01 -runs 2` for a quick development run, which writes to .work/bench instead;
+# `go run ./ci/bench -h` lists them).
 source "$(dirname "$0")/lib.sh"
 T0=$(date +%s)
 cd "$REPO_ROOT"
@@ -21,4 +22,4 @@ log "building ci/bench"
 CGO_ENABLED=0 go build -o .work/bench/bin/bench ./ci/bench
 log "load before the run: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 .work/bench/bin/bench -t0 "$T0" "$@"
-log "make bench took $(( $(date +%s) - T0 ))s; report in docs/benchmarks.md"
+log "make bench took $(( $(date +%s) - T0 ))s"

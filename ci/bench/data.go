@@ -14,8 +14,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
-	"strconv"
+	"strings"
 	"time"
 )
 
@@ -34,88 +35,98 @@ type dataset struct {
 
 func (d *dataset) Path() string { return filepath.Join(d.Dir, d.Title) }
 
-type marker struct {
-	Version int     `json:"version"`
-	Scale   float64 `json:"scale"`
-	dataset
+// What describes dataset key (its description without the parenthesis) for the names of targets.
+func (d *dataResult) What(key string) string {
+	i := slices.IndexFunc(d.Datasets, func(x *dataset) bool { return x.Key == key })
+	if i < 0 {
+		return "(dataset not run)"
+	}
+	w, _, _ := strings.Cut(d.Datasets[i].Desc, " (")
+	return w
 }
 
-// prepareData creates (or finds) the four datasets.
-func prepareData(work string, scale float64, logf func(string, ...any)) ([]*dataset, error) {
+// prepareData creates (or finds, by their marker files) the four datasets.
+func prepareData(work string, scale float64) ([]*dataset, error) {
 	gib := int64(float64(1<<30) * scale)
-	smallCount := max(100, int(20000*scale))
+	small := max(100, int(20000*scale))
+	random := func(base int) func(string, int, int64) error {
+		return func(p string, i int, n int64) error { return writeRandom(p, n, uint64(base+i)) }
+	}
 	specs := []struct {
-		key, title, desc string
-		gen              func(dst string) (int, int64, error)
+		dataset
+		gen func(dst string) (int, int64, error)
 	}{
-		{"a", "random.bin", fmt.Sprintf("one %s random file", human(gib)), func(dst string) (int, int64, error) {
+		{dataset{Key: "a", Title: "random.bin", Desc: fmt.Sprintf("one %s random file", human(gib))}, func(dst string) (int, int64, error) {
 			return 1, gib, writeRandom(dst, gib, 1)
 		}},
-		{"b", "random-dir", fmt.Sprintf("%s directory of 1 000 random files (10 subdirectories)", human(gib)), func(dst string) (int, int64, error) {
-			return genTree(dst, 10, 100, gib/1000, "part-%02d", "file-%03d.bin", func(p string, i int, n int64) error { return writeRandom(p, n, uint64(1000+i)) })
+		{dataset{Key: "b", Title: "random-dir", Desc: fmt.Sprintf("%s directory of 1 000 random files (10 subdirectories)", human(gib))}, func(dst string) (int, int64, error) {
+			return genTree(dst, 10, 100, gib/1000, "part-%02d", "file-%03d.bin", random(1000))
 		}},
-		{"c", "logs", fmt.Sprintf("%s directory of 1 000 log-like text files (compressible)", human(gib)), func(dst string) (int, int64, error) {
+		{dataset{Key: "c", Title: "logs", Desc: fmt.Sprintf("%s directory of 1 000 log-like text files (compressible)", human(gib))}, func(dst string) (int, int64, error) {
 			return genTree(dst, 10, 100, gib/1000, "svc-%02d", "app-%03d.log", func(p string, i int, n int64) error { return writeLog(p, n, uint64(5000+i)) })
 		}},
-		{"d", "small-files", fmt.Sprintf("%d files of 4 KiB (20 subdirectories)", smallCount), func(dst string) (int, int64, error) {
-			return genTree(dst, 20, smallCount/20, 4096, "dir-%02d", "f-%04d.dat", func(p string, i int, n int64) error { return writeRandom(p, n, uint64(100000+i)) })
+		{dataset{Key: "d", Title: "small-files", Desc: fmt.Sprintf("%d files of 4 KiB (20 subdirectories)", small)}, func(dst string) (int, int64, error) {
+			return genTree(dst, 20, small/20, 4096, "dir-%02d", "f-%04d.dat", random(100000))
 		}},
 	}
 	var out []*dataset
 	for _, s := range specs {
-		dir := filepath.Join(work, "data", s.key)
-		mpath := filepath.Join(work, "data", "."+s.key+".json")
-		var m marker
+		d := s.dataset
+		d.Dir = filepath.Join(work, "data", d.Key)
+		mpath := filepath.Join(work, "data", "."+d.Key+".json")
+		var m struct {
+			Version int     `json:"version"`
+			Scale   float64 `json:"scale"`
+			dataset
+		}
 		if b, err := os.ReadFile(mpath); err == nil && json.Unmarshal(b, &m) == nil && m.Version == dataVersion && m.Scale == scale {
-			if _, err := os.Stat(filepath.Join(dir, s.title)); err == nil {
-				d := m.dataset
-				d.Dir = dir
-				out = append(out, &d)
-				logf("dataset %s cached: %s (%d files, %s)", s.key, d.Desc, d.Files, human(d.Bytes))
+			if _, err := os.Stat(d.Path()); err == nil {
+				m.Dir = d.Dir
+				out = append(out, &m.dataset)
+				logf("dataset %s cached: %s (%d files, %s)", d.Key, m.Desc, m.Files, human(m.Bytes))
 				continue
 			}
 		}
 		t0 := time.Now()
 		_ = os.Remove(mpath)
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
+		err := os.RemoveAll(d.Dir)
+		if err == nil {
+			err = os.MkdirAll(d.Dir, 0o755)
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+		if err == nil {
+			if d.Files, d.Bytes, err = s.gen(d.Path()); err != nil {
+				err = fmt.Errorf("generating %s: %w", d.Key, err)
+			}
 		}
-		files, n, err := s.gen(filepath.Join(dir, s.title))
+		if err == nil {
+			d.Tree, err = treeHash(d.Path())
+		}
+		if err == nil {
+			m.Version, m.Scale, m.dataset = dataVersion, scale, d
+			b, _ := json.MarshalIndent(m, "", "  ")
+			err = os.WriteFile(mpath, b, 0o644)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("generating %s: %w", s.key, err)
-		}
-		d := dataset{Key: s.key, Title: s.title, Desc: s.desc, Files: files, Bytes: n, Dir: dir}
-		if d.Tree, err = treeHash(d.Path()); err != nil {
 			return nil, err
 		}
-		b, _ := json.MarshalIndent(marker{Version: dataVersion, Scale: scale, dataset: d}, "", "  ")
-		if err := os.WriteFile(mpath, b, 0o644); err != nil {
-			return nil, err
-		}
-		logf("dataset %s generated in %.1fs: %s (%d files, %s)", s.key, time.Since(t0).Seconds(), d.Desc, files, human(n))
+		logf("dataset %s generated in %.1fs: %s (%d files, %s)", d.Key, time.Since(t0).Seconds(), d.Desc, d.Files, human(d.Bytes))
 		out = append(out, &d)
 	}
 	return out, nil
 }
 
 // genTree writes dirs×per files of size each (the last file takes no remainder: sizes are equal).
-func genTree(root string, dirs, per int, size int64, dirFmt, fileFmt string, write func(p string, i int, n int64) error) (int, int64, error) {
-	var files int
-	var total int64
-	for d := 0; d < dirs; d++ {
+func genTree(root string, dirs, per int, size int64, dirFmt, fileFmt string, write func(p string, i int, n int64) error) (files int, total int64, err error) {
+	for d := range dirs {
 		sub := filepath.Join(root, fmt.Sprintf(dirFmt, d))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return 0, 0, err
 		}
-		for f := 0; f < per; f++ {
+		for f := range per {
 			if err := write(filepath.Join(sub, fmt.Sprintf(fileFmt, f)), files, size); err != nil {
 				return 0, 0, err
 			}
-			files++
-			total += size
+			files, total = files+1, total+size
 		}
 	}
 	return files, total, nil
@@ -143,50 +154,27 @@ func writeLog(p string, n int64, seed uint64) error {
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
 	r := rand.New(rand.NewPCG(seed, 0x10c5))
-	levels := []string{"INFO ", "INFO ", "INFO ", "INFO ", "DEBUG", "DEBUG", "WARN ", "ERROR"}
-	comps := []string{"http", "db", "cache", "auth", "scheduler", "worker", "storage", "metrics"}
-	methods := []string{"GET", "GET", "GET", "POST", "PUT", "DELETE"}
-	paths := []string{"/api/v1/items/", "/api/v1/users/", "/api/v2/jobs/", "/healthz", "/api/v1/datasets/", "/static/js/app."}
-	msgs := []string{"request completed", "cache miss, loading from backend", "slow query detected",
-		"connection pool exhausted, waiting", "retrying after transient error", "job scheduled", "checkpoint written",
-		"user session refreshed", "upstream returned an error", "compaction finished"}
+	pick := func(s ...string) string { return s[r.IntN(len(s))] }
 	statuses := []int{200, 200, 200, 200, 201, 204, 304, 400, 404, 500, 503}
 	ts := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC).Add(time.Duration(seed) * time.Hour)
-	line := make([]byte, 0, 512)
-	var written int64
-	for written < n {
+	var line []byte
+	for written := int64(0); written < n; written += int64(len(line)) {
 		ts = ts.Add(time.Duration(r.IntN(5000)) * time.Microsecond)
-		line = ts.AppendFormat(line[:0], "2006-01-02T15:04:05.000000Z07:00")
-		line = append(line, ' ')
-		line = append(line, levels[r.IntN(len(levels))]...)
-		line = append(line, " ["...)
-		line = append(line, comps[r.IntN(len(comps))]...)
-		line = append(line, '-')
-		line = strconv.AppendInt(line, int64(r.IntN(16)), 10)
-		line = append(line, "] req="...)
-		line = strconv.AppendUint(line, r.Uint64()&0xffffffffff, 16)
-		line = append(line, " method="...)
-		line = append(line, methods[r.IntN(len(methods))]...)
-		line = append(line, " path="...)
-		line = append(line, paths[r.IntN(len(paths))]...)
-		line = strconv.AppendInt(line, int64(r.IntN(100000)), 10)
-		line = append(line, " status="...)
-		line = strconv.AppendInt(line, int64(statuses[r.IntN(len(statuses))]), 10)
-		line = append(line, " dur="...)
-		line = strconv.AppendFloat(line, r.ExpFloat64()*20, 'f', 2, 64)
-		line = append(line, "ms bytes="...)
-		line = strconv.AppendInt(line, int64(r.IntN(65536)), 10)
-		line = append(line, " user=u"...)
-		line = strconv.AppendInt(line, int64(r.IntN(5000)), 10)
-		line = append(line, ` msg="`...)
-		line = append(line, msgs[r.IntN(len(msgs))]...)
-		line = append(line, "\"\n"...)
+		// the arguments are evaluated left to right: the same random draws in the same order
+		line = fmt.Appendf(line[:0], "%s %s [%s-%d] req=%x method=%s path=%s%d status=%d dur=%.2fms bytes=%d user=u%d msg=\"%s\"\n",
+			ts.Format("2006-01-02T15:04:05.000000Z07:00"), pick("INFO ", "INFO ", "INFO ", "INFO ", "DEBUG", "DEBUG", "WARN ", "ERROR"),
+			pick("http", "db", "cache", "auth", "scheduler", "worker", "storage", "metrics"), r.IntN(16), r.Uint64()&0xffffffffff,
+			pick("GET", "GET", "GET", "POST", "PUT", "DELETE"),
+			pick("/api/v1/items/", "/api/v1/users/", "/api/v2/jobs/", "/healthz", "/api/v1/datasets/", "/static/js/app."), r.IntN(100000),
+			statuses[r.IntN(len(statuses))], r.ExpFloat64()*20, r.IntN(65536), r.IntN(5000),
+			pick("request completed", "cache miss, loading from backend", "slow query detected",
+				"connection pool exhausted, waiting", "retrying after transient error", "job scheduled", "checkpoint written",
+				"user session refreshed", "upstream returned an error", "compaction finished"))
 		if rest := n - written; int64(len(line)) > rest {
 			line = line[:rest]
 			line[len(line)-1] = '\n'
 		}
 		w.Write(line)
-		written += int64(len(line))
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

@@ -11,12 +11,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/converged-computing/oras-cache/sidecar/registrytest"
 )
+
+type dataResult struct {
+	stamp
+	Datasets []*dataset `json:"datasets"`
+	Series   []*series  `json:"series"`
+}
 
 // sample is one measured run.
 type sample struct {
@@ -29,7 +36,7 @@ type sample struct {
 	Comment string  `json:"note,omitempty"` // e.g. verification
 }
 
-// series is every run of one (case, tool).
+// series is every run of one (case, tool), and its summary over the measured (not warm-up) runs.
 type series struct {
 	Case     string   `json:"case"` // "push b", "pull a", "re-push b (e)", "tar c", ...
 	Key      string   `json:"key"`  // dataset key; "e" for the re-push
@@ -39,105 +46,163 @@ type series struct {
 	Samples  []sample `json:"samples"`
 	Verified string   `json:"verified,omitempty"`
 	Errors   []string `json:"errors,omitempty"`
+
+	Runs      int     `json:"runs"`
+	Secs      float64 `json:"medianSecs"`
+	MinSecs   float64 `json:"minSecs"`
+	MaxSecs   float64 `json:"maxSecs"`
+	RSSMiB    float64 `json:"medianRSSMiB"`
+	MaxRSSMiB float64 `json:"maxRSSMiB"` // warm-up included
+	MBps      float64 `json:"mbps"`      // dataset bytes (10⁶) per median second
+	UpBytes   float64 `json:"medianUpBytes"`
 }
 
-func (s *series) measured() []sample {
-	var out []sample
+func (s *series) summarize() {
+	var secs, rss, up []float64
+	s.MaxRSSMiB, s.MinSecs, s.MaxSecs = 0, 0, 0
 	for _, x := range s.Samples {
-		if !x.Warmup {
-			out = append(out, x)
+		s.MaxRSSMiB = max(s.MaxRSSMiB, float64(x.RSSKiB)/1024)
+		if x.Warmup {
+			continue
+		}
+		if len(secs) == 0 || x.Secs < s.MinSecs {
+			s.MinSecs = x.Secs
+		}
+		s.MaxSecs = max(s.MaxSecs, x.Secs)
+		secs, rss, up = append(secs, x.Secs), append(rss, float64(x.RSSKiB)/1024), append(up, float64(x.Up))
+	}
+	s.Runs, s.Secs, s.RSSMiB, s.UpBytes, s.MBps = len(secs), median(secs), median(rss), median(up), 0
+	if s.Secs > 0 {
+		s.MBps = float64(s.Bytes) / 1e6 / s.Secs
+	}
+}
+
+// secs is the median, 0 for a series that did not run.
+func (s *series) secs() float64 {
+	if s == nil {
+		return 0
+	}
+	return s.Secs
+}
+
+func (d *dataResult) Find(caseName, tool string) *series {
+	i := slices.IndexFunc(d.Series, func(s *series) bool { return s.Case == caseName && s.Tool == tool })
+	if i < 0 {
+		return nil
+	}
+	return d.Series[i]
+}
+
+// speedup is the oras CLI's median time over ours (0: not both measured).
+func speedup(ours, oras *series) float64 {
+	if ours == nil || oras == nil || ours.Runs == 0 || oras.Runs == 0 || ours.Secs == 0 {
+		return 0
+	}
+	return oras.Secs / ours.Secs
+}
+
+// pair is one row of the main table: a case run by both tools.
+type pair struct {
+	Case       string
+	Ours, Oras *series
+	Speedup    float64
+}
+
+func (d *dataResult) Pairs() []pair {
+	var out []pair
+	for _, c := range []string{"push a", "push b", "push c", "push d", "re-push b (e)", "pull a", "pull b", "pull c", "pull d"} {
+		if o, a := d.Find(c, "ours"), d.Find(c, "oras"); o != nil || a != nil {
+			out = append(out, pair{c, o, a, speedup(o, a)})
 		}
 	}
 	return out
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func (s *series) med(f func(sample) float64) float64 {
-	var v []float64
-	for _, x := range s.measured() {
-		v = append(v, f(x))
-	}
-	return median(v)
-}
-
-func (s *series) Secs() float64 { return s.med(func(x sample) float64 { return x.Secs }) }
-func (s *series) RSSMiB() float64 {
-	return s.med(func(x sample) float64 { return float64(x.RSSKiB) / 1024 })
-}
-func (s *series) MaxRSSMiB() float64 {
-	m := 0.0
-	for _, x := range s.Samples {
-		m = max(m, float64(x.RSSKiB)/1024)
-	}
-	return m
-}
-func (s *series) Up() float64     { return s.med(func(x sample) float64 { return float64(x.Up) }) }
-func (s *series) BlobUp() float64 { return s.med(func(x sample) float64 { return float64(x.BlobUp) }) }
-func (s *series) Range() (float64, float64) {
-	lo, hi := 0.0, 0.0
-	for i, x := range s.measured() {
-		if i == 0 || x.Secs < lo {
-			lo = x.Secs
-		}
-		hi = max(hi, x.Secs)
-	}
-	return lo, hi
-}
-func (s *series) MBps() float64 {
-	if t := s.Secs(); t > 0 {
-		return float64(s.Bytes) / 1e6 / t
-	}
-	return 0
-}
+// gnuTime measures the peak RSS of each command (ci/bench.sh installs it).
+const gnuTime = "/usr/bin/time"
 
 type dataBench struct {
+	dataResult
 	work, self, oras string
 	proxy            *countingProxy
-	data             map[string]*dataset
+	data             map[string]*dataset // by key; "e" is (b) again
 	runs, slowRuns   int
 	baseRuns         int
-	series           map[string]*series // case|tool
-	order            []string
-	logf             func(string, ...any)
 	tmp, home        string
-	timeBin          string // GNU time, for the peak RSS of the measured process
-	roundSecs        []float64
 	ntrash           int
 }
 
+func runData(r *results, repo, work, only string) (*dataResult, error) {
+	datasets, err := prepareData(work, r.Run.Scale)
+	if err != nil {
+		return nil, err
+	}
+	b := &dataBench{dataResult: dataResult{Datasets: datasets}, work: work, data: map[string]*dataset{}, runs: r.Run.Runs,
+		slowRuns: r.Run.SlowRuns, baseRuns: r.Run.BaseRuns, tmp: filepath.Join(work, "tmp"), home: filepath.Join(work, "home")}
+	keys := strings.Split(only, ",")
+	var order []string
+	for _, d := range datasets {
+		if slices.Contains(keys, d.Key) {
+			b.data[d.Key] = d
+			order = append(order, d.Key)
+		}
+	}
+	if slices.Contains(keys, "e") && b.data["b"] != nil {
+		b.data["e"] = b.data["b"]
+	}
+	var regBin string
+	if _, err = os.Stat(gnuTime); err != nil {
+		return nil, fmt.Errorf("GNU time (Debian package time, installed by ci/bench.sh): %w", err)
+	}
+	if b.self, err = os.Executable(); err == nil {
+		if b.oras, err = tool(repo, "oras"); err == nil {
+			regBin, err = tool(repo, "registry")
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	// the registry as the tests run it (sidecar/registrytest), with fresh storage
+	regDir := filepath.Join(work, "registry")
+	_ = os.RemoveAll(regDir)
+	_ = os.MkdirAll(regDir, 0o755)
+	reg, err := registrytest.Launch(regBin, regDir, registrytest.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		reg.Close()
+		_ = os.RemoveAll(reg.Root) // the blobs take several GiB
+	}()
+	if b.proxy, err = startProxy(reg.Host); err != nil {
+		return nil, err
+	}
+	defer b.proxy.Close()
+	logf("registry %s (storage %s), counting proxy %s", reg.Host, reg.Root, b.proxy.Addr)
+	err = b.Run(order)
+	_ = os.RemoveAll(b.tmp)
+	return &b.dataResult, err
+}
+
 func (b *dataBench) get(caseName, key, op, tool string, bytes int64) *series {
-	k := caseName + "|" + tool
-	if s, ok := b.series[k]; ok {
+	if s := b.Find(caseName, tool); s != nil {
 		return s
 	}
 	s := &series{Case: caseName, Key: key, Op: op, Tool: tool, Bytes: bytes}
-	b.series[k] = s
-	b.order = append(b.order, k)
+	b.Series = append(b.Series, s)
 	return s
 }
 
-// run executes one command and measures wall time, peak RSS and the proxy's byte counts.
-func (b *dataBench) run(dir string, argv []string) (sample, []byte, error) {
+// measure runs one command and records its wall time, peak RSS and the proxy's byte counts in s
+// (warm: not counted). It reports whether the command succeeded.
+func (b *dataBench) measure(s *series, warm bool, dir string, argv ...string) bool {
 	b.proxy.Reset()
+	// GNU time forks (not vforks) the command and reports its own child's ru_maxrss: the rusage
+	// Go gets for a direct child includes this (vforking) process's RSS high-water mark, which
+	// would be a floor of ~25 MiB under every figure.
 	rssFile := filepath.Join(b.tmp, ".rss")
-	if b.timeBin != "" {
-		// GNU time forks (not vforks) the command and reports its own child's ru_maxrss: the
-		// rusage Go gets for a direct child includes this (vforking) process's RSS high-water
-		// mark, which would be a floor of ~25 MiB under every figure.
-		_ = os.Remove(rssFile)
-		argv = append([]string{b.timeBin, "-f", "%M", "-o", rssFile}, argv...)
-	}
+	_ = os.Remove(rssFile)
+	argv = append([]string{gnuTime, "-f", "%M", "-o", rssFile}, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "HOME="+b.home, "TMPDIR="+b.tmp, "DOCKER_CONFIG="+filepath.Join(b.home, ".docker"))
@@ -145,67 +210,29 @@ func (b *dataBench) run(dir string, argv []string) (sample, []byte, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	t0 := time.Now()
 	err := cmd.Run()
-	secs := time.Since(t0).Seconds()
-	var s sample
-	s.Secs = secs
-	s.BlobUp = -1
-	if cmd.ProcessState != nil {
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-			s.RSSKiB = ru.Maxrss // KiB on Linux
+	smp := sample{Secs: time.Since(t0).Seconds(), BlobUp: -1, Warmup: warm}
+	if rb, err := os.ReadFile(rssFile); err == nil {
+		if ls := strings.Fields(string(rb)); len(ls) > 0 {
+			smp.RSSKiB, _ = strconv.ParseInt(ls[len(ls)-1], 10, 64)
 		}
 	}
-	if b.timeBin != "" {
-		s.RSSKiB = 0
-		if rb, err := os.ReadFile(rssFile); err == nil {
-			ls := strings.Fields(string(rb))
-			if len(ls) > 0 {
-				s.RSSKiB, _ = strconv.ParseInt(ls[len(ls)-1], 10, 64)
-			}
-		}
-	}
-	s.Up, s.Down = b.proxy.Settle()
+	smp.Up, smp.Down = b.proxy.Settle()
 	if err != nil {
 		msg := strings.TrimSpace(errb.String())
-		if len(msg) > 400 {
-			msg = msg[len(msg)-400:]
-		}
-		return s, out.Bytes(), fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, msg)
-	}
-	return s, out.Bytes(), nil
-}
-
-func (b *dataBench) record(s *series, smp sample, err error, warm bool) bool {
-	smp.Warmup = warm
-	if err != nil {
-		b.logf("  ERROR %s %s: %v", s.Tool, s.Case, err)
+		err = fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, msg[max(0, len(msg)-400):])
+		logf("  ERROR %s %s: %v", s.Tool, s.Case, err)
 		s.Errors = append(s.Errors, err.Error())
 		return false
 	}
-	s.Samples = append(s.Samples, smp)
-	tag := ""
-	if warm {
-		tag = " (warm-up)"
+	var wr workerResult
+	if s.Tool == "ours" && (s.Op == "push" || s.Op == "repush") && json.Unmarshal(out.Bytes(), &wr) == nil && wr.Push != nil {
+		smp.BlobUp = wr.Push.UploadedBytes
 	}
-	b.logf("  %-5s %-14s %7.2fs  rss %5.1f MiB  up %s%s", s.Tool, s.Case, smp.Secs, float64(smp.RSSKiB)/1024, human(smp.Up), tag)
+	s.Samples = append(s.Samples, smp)
+	logf("  %-5s %-14s %7.2fs  rss %5.1f MiB  up %s%s", s.Tool, s.Case, smp.Secs, float64(smp.RSSKiB)/1024, human(smp.Up),
+		map[bool]string{true: " (warm-up)"}[warm])
 	return true
 }
-
-func (b *dataBench) verify(s *series, d *dataset, pulled string) {
-	got, err := treeHash(pulled)
-	switch {
-	case err != nil:
-		s.Verified = "error: " + err.Error()
-	case got != d.Tree:
-		s.Verified = fmt.Sprintf("MISMATCH (tree %s, want %s)", got, d.Tree)
-	default:
-		s.Verified = "ok (tree " + got + ")"
-	}
-	b.logf("  verify %s pull %s: %s", s.Tool, d.Key, s.Verified)
-}
-
-// slow reports whether the oras CLI's run of this case is one of the slowest (directory pushes,
-// ~30 s each), which get fewer runs to keep `make bench` under 15 minutes.
-func slow(op, key string) bool { return (op == "push" && (key == "b" || key == "c")) || op == "repush" }
 
 func (b *dataBench) Run(keys []string) error {
 	for _, d := range []string{b.tmp, b.home, b.trash()} {
@@ -213,29 +240,25 @@ func (b *dataBench) Run(keys []string) error {
 			return err
 		}
 	}
-	// Warm-up (not counted): read every dataset once (page cache), and one push and pull of (a)
-	// by each tool (binaries, registry, disk). The measured rounds follow.
+	// Warm-up (not counted): read every dataset once (page cache), and one push and pull of the
+	// first dataset by each tool (binaries, registry, disk). The measured rounds follow.
 	t0 := time.Now()
 	for _, key := range keys {
 		if _, err := treeHash(b.data[key].Path()); err != nil {
 			return err
 		}
 	}
-	b.logf("warm-up: read every dataset in %.1fs", time.Since(t0).Seconds())
-	warmKey := keys[0]
+	logf("warm-up: read every dataset in %.1fs", time.Since(t0).Seconds())
 	for round := 0; round <= b.runs; round++ {
-		warm := round == 0
-		roundStart := time.Now()
-		b.logf("round %d/%d%s", round, b.runs, map[bool]string{true: " (warm-up)"}[warm])
+		logf("round %d/%d%s", round, b.runs, map[bool]string{true: " (warm-up)"}[round == 0])
 		for _, key := range keys {
-			d := b.data[key]
-			if d == nil || (warm && key != warmKey) {
+			if round == 0 && key != keys[0] {
 				continue
 			}
 			// flush the previous dataset's writes (untimed): small-file cases suffer most from
 			// a file system busy writing back gigabytes
 			syscall.Sync()
-			b.runDataset(round, key, d, warm)
+			b.runDataset(round, key, b.data[key])
 		}
 		// delete the round's outputs (untimed), so that the deletions (ext4 with discard) do not
 		// slow the next round
@@ -243,10 +266,7 @@ func (b *dataBench) Run(keys []string) error {
 		_ = os.RemoveAll(b.trash())
 		_ = os.MkdirAll(b.trash(), 0o755)
 		syscall.Sync()
-		b.logf("  cleanup+sync %.1fs", time.Since(syncT).Seconds())
-		if !warm {
-			b.roundSecs = append(b.roundSecs, time.Since(roundStart).Seconds())
-		}
+		logf("  cleanup+sync %.1fs", time.Since(syncT).Seconds())
 	}
 	return nil
 }
@@ -261,95 +281,69 @@ func (b *dataBench) discard(p string) {
 	}
 }
 
-func (b *dataBench) runDataset(round int, key string, d *dataset, warm bool) {
-	proxyHost := b.proxy.Addr
-	ourRepo := fmt.Sprintf("bench/ours-%s-r%d", key, round)
-	orasRepo := fmt.Sprintf("bench/oras-%s-r%d", key, round)
-	orasOK := func(op string) bool {
-		if !slow(op, key) {
-			return true
-		}
-		return round >= 1 && round <= b.slowRuns
-	}
-
+func (b *dataBench) runDataset(round int, key string, d *dataset) {
+	warm := round == 0
+	ourRef := fmt.Sprintf("bench/ours-%s-r%d:v1", key, round)
+	orasRef := fmt.Sprintf("%s/bench/oras-%s-r%d:v1", b.proxy.Addr, key, round)
 	// A B A B …, alternating which tool goes first from one round to the next (A B, B A, …) so
 	// that neither always runs right after the cleanup of the previous round.
 	order := []string{"ours", "oras"}
 	if !warm && round%2 == 0 {
 		order = []string{"oras", "ours"}
 	}
-	pushArgv := func(tool string) []string {
-		if tool == "ours" {
-			return []string{b.self, "worker", "push", "-registry", proxyHost, "-ref", ourRepo + ":v1", d.Title}
-		}
-		return []string{b.oras, "push", "--plain-http", proxyHost + "/" + orasRepo + ":v1", d.Title}
-	}
-	pushAll := func(caseName, key, op string) bool {
-		ourOK := false
+	// Every push goes to a new repository, so the registry has nothing, except (e): the re-push
+	// of unchanged (b) to the same reference that already holds it. The oras CLI's slowest cases
+	// (directory pushes, ~30 s each) get fewer runs to keep `make bench` under 15 minutes.
+	pushAll := func(caseName, key, op string) (ourOK bool) {
+		slow := (op == "push" && (key == "b" || key == "c")) || op == "repush"
 		for _, tool := range order {
-			if tool == "oras" && !orasOK(op) {
+			if tool == "oras" && slow && (round < 1 || round > b.slowRuns) {
 				continue
 			}
 			s := b.get(caseName, key, op, tool, d.Bytes)
-			smp, out, err := b.run(d.Dir, pushArgv(tool))
-			if tool == "ours" && err == nil {
-				smp.BlobUp = blobUp(out)
-			}
-			if ok := b.record(s, smp, err, warm); tool == "ours" {
-				ourOK = ok
+			if tool == "ours" {
+				ourOK = b.measure(s, warm, d.Dir, b.self, "worker", "push", "-registry", b.proxy.Addr, "-ref", ourRef, d.Title)
+			} else {
+				b.measure(s, warm, d.Dir, b.oras, "push", "--plain-http", orasRef, d.Title)
 			}
 		}
 		return ourOK
 	}
-	// push into new repositories, so the registry has nothing
 	ourPushed := pushAll("push "+key, key, "push")
-	// (e): re-push of unchanged (b) to the same reference that already holds it
 	if key == "b" && b.data["e"] != nil {
 		pushAll("re-push b (e)", "e", "repush")
 	}
-	var s *series
-	var smp sample
-	var err error
-
 	// pull: both tools pull the artifact our push wrote (the format the cache holds)
-	if ourPushed {
-		for _, tool := range order {
-			dest := filepath.Join(b.tmp, "pull-"+tool)
-			_ = os.RemoveAll(dest)
-			var argv []string
-			if tool == "ours" {
-				argv = []string{b.self, "worker", "pull", "-registry", proxyHost, "-ref", ourRepo + ":v1", dest}
-			} else {
-				argv = []string{b.oras, "pull", "--plain-http", "-o", dest, proxyHost + "/" + ourRepo + ":v1"}
-			}
-			s = b.get("pull "+key, key, "pull", tool, d.Bytes)
-			smp, _, err = b.run(b.tmp, argv)
-			if b.record(s, smp, err, warm) && s.Verified == "" && !warm {
-				b.verify(s, d, filepath.Join(dest, d.Title))
-			}
-			b.discard(dest)
+	for _, tool := range order {
+		if !ourPushed {
+			break
 		}
+		dest := filepath.Join(b.tmp, "pull-"+tool)
+		_ = os.RemoveAll(dest)
+		argv := []string{b.oras, "pull", "--plain-http", "-o", dest, b.proxy.Addr + "/" + ourRef}
+		if tool == "ours" {
+			argv = []string{b.self, "worker", "pull", "-registry", b.proxy.Addr, "-ref", ourRef, dest}
+		}
+		s := b.get("pull "+key, key, "pull", tool, d.Bytes)
+		if b.measure(s, warm, b.tmp, argv...) && s.Verified == "" && !warm {
+			switch got, err := treeHash(filepath.Join(dest, d.Title)); {
+			case err != nil:
+				s.Verified = "error: " + err.Error()
+			case got != d.Tree:
+				s.Verified = fmt.Sprintf("MISMATCH (tree %s, want %s)", got, d.Tree)
+			default:
+				s.Verified = "ok (tree " + got + ")"
+			}
+			logf("  verify %s pull %s: %s", tool, key, s.Verified)
+		}
+		b.discard(dest)
 	}
-
 	// physical baseline: tar of the same data to the same disk, and cp -r
 	if !warm && round <= b.baseRuns {
-		tarOut := filepath.Join(b.tmp, "baseline.tar")
-		s = b.get("tar "+key, key, "tar", "tar", d.Bytes)
-		smp, _, err = b.run(d.Dir, []string{"tar", "-cf", tarOut, d.Title})
-		b.record(s, smp, err, warm)
+		tarOut, cpOut := filepath.Join(b.tmp, "baseline.tar"), filepath.Join(b.tmp, "baseline-cp")
+		b.measure(b.get("tar "+key, key, "tar", "tar", d.Bytes), false, d.Dir, "tar", "-cf", tarOut, d.Title)
 		b.discard(tarOut)
-		cpOut := filepath.Join(b.tmp, "baseline-cp")
-		s = b.get("cp "+key, key, "cp", "cp", d.Bytes)
-		smp, _, err = b.run(d.Dir, []string{"cp", "-r", d.Title, cpOut})
-		b.record(s, smp, err, warm)
+		b.measure(b.get("cp "+key, key, "cp", "cp", d.Bytes), false, d.Dir, "cp", "-r", d.Title, cpOut)
 		b.discard(cpOut)
 	}
-}
-
-func blobUp(out []byte) int64 {
-	var r workerResult
-	if json.Unmarshal(out, &r) == nil && r.Push != nil {
-		return r.Push.UploadedBytes
-	}
-	return -1
 }

@@ -1,9 +1,11 @@
-// Command bench runs the oras-cache benchmarks of issue 6 and writes docs/benchmarks.md:
+// Command bench runs the oras-cache benchmarks and writes results.json and docs/benchmarks.md:
 // the data path (sidecar/artifact) against the oras CLI with the physical baseline beside them,
 // the admission webhook (handler micro-benchmark and an HTTPS load run), and, when the local
-// cluster is up, the per-step overhead of injection. `make bench` runs it through ci/bench.sh.
+// cluster is up, the per-step overhead of injection. `make bench` runs it through ci/bench.sh;
+// `make bench-report` re-renders the doc from the committed results.json without measuring.
 //
 //	go run ./ci/bench [-scale 1] [-runs 5] [-slow-runs 3] [-parts data,webhook,cluster]
+//	go run ./ci/bench -report
 //
 // Re-executed as `bench worker push|pull …` it is the process that runs our data path.
 package main
@@ -20,35 +22,15 @@ import (
 	"time"
 )
 
-// results is everything one run measured (saved as JSON, rendered into the doc).
-type results struct {
-	Started     time.Time         `json:"started"`
-	Finished    time.Time         `json:"finished"`
-	TotalSecs   float64           `json:"totalSecs"` // of `make bench` when -t0 is given, else of this program
-	ClusterSecs float64           `json:"clusterSecs"`
-	Scale       float64           `json:"scale"`
-	Runs        int               `json:"runs"`
-	SlowRuns    int               `json:"slowRuns"`
-	BaseRuns    int               `json:"baseRuns"`
-	Datasets    []*dataset        `json:"datasets"`
-	Series      []*series         `json:"series"`
-	Handler     *handlerBench     `json:"handler,omitempty"`
-	Load        *webhookLoad      `json:"load,omitempty"`
-	Cluster     *clusterResult    `json:"cluster,omitempty"`
-	ClusterMore []clusterExtra    `json:"clusterMore,omitempty"` // the cluster part run again alone (-merge-cluster)
-	Machine     map[string]string `json:"machine"`
-	LoadBefore  string            `json:"loadBefore"`
-	LoadAfter   string            `json:"loadAfter"`
-	LoadSamples []string          `json:"loadSamples"`
-	Commands    map[string]string `json:"commands"`
-	Parts       string            `json:"parts"`
-}
-
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "worker" {
 		os.Exit(workerMain(os.Args[2:]))
 	}
 	os.Exit(run())
+}
+
+func logf(f string, a ...any) {
+	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
 }
 
 func run() int {
@@ -57,70 +39,78 @@ func run() int {
 	runs := flag.Int("runs", 5, "measured runs of each case (after one warm-up round)")
 	slowRuns := flag.Int("slow-runs", 3, "measured runs of the oras CLI's slowest cases (directory pushes (b), (c) and the re-push (e)); no warm-up")
 	baseRuns := flag.Int("base-runs", 3, "measured runs of the tar/cp baselines")
+	clusterReps := flag.Int("cluster-runs", 1, "runs of each case of the cluster part (the figures are their medians)")
 	parts := flag.String("parts", "data,webhook,cluster", "what to run")
 	only := flag.String("datasets", "a,b,c,d,e", "datasets of the data-path benchmark")
 	work := flag.String("work", filepath.Join(repo, ".work", "bench"), "work directory (datasets, registry storage)")
-	out := flag.String("out", filepath.Join(repo, "docs", "benchmarks.md"), "the report to write")
+	resPath := flag.String("results", "", "results file to write (default docs/benchmarks/results.json at -scale 1, else <work>/results.json)")
+	out := flag.String("out", "", "the report to write (default docs/benchmarks.md at -scale 1, else <work>/benchmarks.md)")
 	t0 := flag.Int64("t0", 0, "unix time `make bench` started (for the total time in the report)")
 	loadRate := flag.String("webhook-rates", "500,2000", "request rates of the webhook load runs")
 	loadSecs := flag.Float64("webhook-secs", 10, "seconds of each webhook load run")
-	reportOnly := flag.Bool("report-only", false, "re-render the report from <work>/results.json")
-	mergeCluster := flag.String("merge-cluster", "", "with -report-only: add the cluster part of this results.json (a run of -parts cluster alone) to the report")
+	report := flag.Bool("report", false, "measure nothing: re-render -out from -results")
+	merge := flag.Bool("merge", false, "keep the parts this run does not measure from the existing -results file")
 	flag.Parse()
 	if abs, err := filepath.Abs(*work); err == nil {
 		*work = abs
 	}
-
-	logf := func(f string, a ...any) {
-		fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(f, a...))
+	if *resPath == "" || *out == "" {
+		dir, res, doc := *work, "results.json", "benchmarks.md" // a development run leaves the committed figures alone
+		if *scale == 1 {
+			dir, res = filepath.Join(repo, "docs"), filepath.Join("benchmarks", "results.json")
+		}
+		*resPath, *out = cmp(*resPath, filepath.Join(dir, res)), cmp(*out, filepath.Join(dir, doc))
 	}
-	resPath := filepath.Join(*work, "results.json")
-	if *reportOnly {
-		var r results
-		b, err := os.ReadFile(resPath)
+	if *report {
+		r, err := loadResults(*resPath)
 		if err == nil {
-			err = json.Unmarshal(b, &r)
+			err = r.save(*resPath, *out)
 		}
 		if err != nil {
-			logf("report-only: %v", err)
+			logf("report: %v", err)
 			return 1
 		}
-		if *mergeCluster != "" {
-			var o results
-			b, err := os.ReadFile(*mergeCluster)
-			if err == nil {
-				err = json.Unmarshal(b, &o)
-			}
-			if err != nil || o.Cluster == nil {
-				logf("merge-cluster: %v (or no cluster part in it)", err)
-				return 1
-			}
-			r.ClusterMore = append(r.ClusterMore, clusterExtra{Started: o.Started, Load: o.LoadBefore + " → " + o.LoadAfter, Result: *o.Cluster})
-			b, _ = json.MarshalIndent(&r, "", "  ")
-			_ = os.WriteFile(resPath, b, 0o644)
-		}
-		return writeReport(&r, *out, logf)
+		return 0
 	}
 
-	r := &results{Started: time.Now(), Scale: *scale, Runs: *runs, SlowRuns: min(*slowRuns, *runs), BaseRuns: min(*baseRuns, *runs),
-		Machine: machineFacts(repo, *work), LoadBefore: loadavg(), Commands: map[string]string{}, Parts: *parts}
-	stopLoad := sampleLoad(&r.LoadSamples)
+	r := &results{Run: runInfo{Started: time.Now(), Args: args(), Scale: *scale, Runs: *runs, SlowRuns: min(*slowRuns, *runs),
+		BaseRuns: min(*baseRuns, *runs), Machine: machineFacts(repo, *work), LoadBefore: loadavg(), Parts: *parts}}
+	if *merge {
+		old, err := loadResults(*resPath)
+		if err != nil {
+			logf("merge: %v", err)
+			return 1
+		}
+		r.Run, r.Data, r.Webhook, r.Cluster = old.Run, old.Data, old.Webhook, old.Cluster
+	}
+	stopLoad := sampleLoad(&r.Run.LoadSamples)
 	if err := os.MkdirAll(*work, 0o755); err != nil {
 		logf("%v", err)
 		return 1
 	}
-	has := func(p string) bool { return strings.Contains(","+*parts+",", ","+p+",") }
 	status := 0
-
-	if has("data") {
-		if err := runData(r, repo, *work, *only, logf); err != nil {
+	// part stamps the result of one part with when it ran
+	part := func(name string, measure func() *stamp) {
+		if !strings.Contains(","+*parts+",", ","+name+",") {
+			return
+		}
+		st, load := time.Now(), loadavg()
+		s := measure()
+		*s = stamp{Started: st, Secs: time.Since(st).Seconds(), Load: load + " → " + loadavg(), Commit: r.Run.Machine["commit"]}
+	}
+	part("data", func() *stamp {
+		d, err := runData(r, repo, *work, *only)
+		if err != nil {
 			logf("data path: %v", err)
 			status = 1
 		}
-	}
-	if has("webhook") {
-		hb := runHandlerBench(repo, logf)
-		r.Handler = &hb
+		if d == nil {
+			d = &dataResult{}
+		}
+		r.Data = d
+		return &d.stamp
+	})
+	part("webhook", func() *stamp {
 		var rates []int
 		for _, s := range strings.Split(*loadRate, ",") {
 			var n int
@@ -128,114 +118,83 @@ func run() int {
 				rates = append(rates, n)
 			}
 		}
-		wl := runWebhookLoad(repo, *work, rates, *loadSecs, 32, logf)
-		r.Load = &wl
-		r.Commands["webhook load"] = fmt.Sprintf("built `go build -o .work/bench/bin/oras-cache-webhook ./webhook/cmd/oras-cache-webhook`, run as `oras-cache-webhook --config .work/bench/webhook/config.yaml` (TLS, generated CA, 127.0.0.1); 32 clients (one keep-alive TLS connection each, handshaken before the clock starts), %s req/s for %.0f s each; request *i* due at start + *i*/rate", *loadRate, *loadSecs)
-		if wl.Error != "" {
-			logf("webhook load: %s", wl.Error)
-		}
-	}
-	if has("cluster") {
-		ct := time.Now()
-		cr := runCluster(repo, *work, logf)
-		r.Cluster = &cr
-		r.ClusterSecs = time.Since(ct).Seconds()
-	}
+		r.Webhook = &webhookResult{Handler: runHandlerBench(repo), Load: runWebhookLoad(repo, *work, rates, *loadSecs, 32)}
+		return &r.Webhook.stamp
+	})
+	part("cluster", func() *stamp {
+		r.Cluster = runCluster(repo, *clusterReps)
+		return &r.Cluster.stamp
+	})
 	stopLoad()
-	r.LoadAfter = loadavg()
-	r.Finished = time.Now()
-	start := r.Started
-	if *t0 > 0 {
-		start = time.Unix(*t0, 0)
+	if !*merge {
+		r.Run.LoadAfter = loadavg()
+		start := r.Run.Started
+		if *t0 > 0 {
+			start = time.Unix(*t0, 0)
+		}
+		r.Run.TotalSecs = time.Since(start).Seconds()
 	}
-	r.TotalSecs = r.Finished.Sub(start).Seconds()
-	b, _ := json.MarshalIndent(r, "", "  ")
-	_ = os.WriteFile(resPath, b, 0o644)
-	if writeReport(r, *out, logf) != 0 {
+	if err := r.save(*resPath, *out); err != nil {
+		logf("%v", err)
 		status = 1
 	}
 	return status
 }
 
-func runData(r *results, repo, work, only string, logf func(string, ...any)) error {
-	keys := strings.Split(only, ",")
-	data, err := prepareData(work, r.Scale, logf)
-	if err != nil {
-		return err
-	}
-	r.Datasets = data
-	byKey := map[string]*dataset{}
-	for _, d := range data {
-		for _, k := range keys {
-			if k == d.Key {
-				byKey[d.Key] = d
-			}
+// args are the flags set on the command line (but -t0, a time stamp).
+func args() string {
+	var a []string
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name != "t0" {
+			a = append(a, "-"+f.Name+" "+f.Value.String())
 		}
+	})
+	return strings.Join(a, " ")
+}
+
+func cmp(a, b string) string {
+	if a != "" {
+		return a
 	}
-	for _, k := range keys {
-		if k == "e" && byKey["b"] != nil {
-			byKey["e"] = byKey["b"]
-		}
+	return b
+}
+
+func loadResults(path string) (*results, error) {
+	var r results
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &r)
 	}
-	self, err := os.Executable()
+	return &r, err
+}
+
+// save summarizes and judges the results, writes them as JSON and renders the report.
+func (r *results) save(resPath, out string) error {
+	r.summarize()
+	r.judge()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err == nil {
+		err = os.MkdirAll(filepath.Dir(resPath), 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(resPath, append(b, '\n'), 0o644)
+	}
 	if err != nil {
 		return err
 	}
-	orasBin, err := tool(repo, "oras")
+	doc, err := render(r)
+	if err == nil {
+		err = os.WriteFile(out, doc, 0o644)
+	}
 	if err != nil {
 		return err
 	}
-	regBin, err := tool(repo, "registry")
-	if err != nil {
-		return err
+	fmt.Println("\n== targets ==")
+	for _, t := range r.Targets {
+		fmt.Printf("  %-12s %-90s %-45s %s\n", t.Status, t.Name, t.Got, "")
 	}
-	reg, err := startRegistry(regBin, filepath.Join(work, "registry"))
-	if err != nil {
-		return err
-	}
-	defer func() {
-		reg.Close()
-		_ = os.RemoveAll(reg.Root) // the blobs take several GiB
-	}()
-	proxy, err := startProxy(reg.Host)
-	if err != nil {
-		return err
-	}
-	defer proxy.Close()
-	logf("registry %s (storage %s), counting proxy %s", reg.Host, reg.Root, proxy.Addr)
-	b := &dataBench{work: work, self: self, oras: orasBin, proxy: proxy, data: byKey, runs: r.Runs, slowRuns: r.SlowRuns,
-		baseRuns: r.BaseRuns, series: map[string]*series{}, logf: logf,
-		tmp: filepath.Join(work, "tmp"), home: filepath.Join(work, "home")}
-	if p, err := exec.LookPath("time"); err == nil && strings.Contains(sh("", p, "--version"), "GNU") {
-		b.timeBin = p
-	} else if _, err := os.Stat("/usr/bin/time"); err == nil {
-		b.timeBin = "/usr/bin/time"
-	} else {
-		logf("GNU time not found (Debian package `time`): peak RSS comes from Go's rusage of the child, which includes this process's RSS")
-		r.Machine["rss"] = "Go rusage of the child (includes the bench process's RSS: no GNU time)"
-	}
-	if b.timeBin != "" {
-		r.Machine["rss"] = "GNU time -f %M (ru_maxrss of the measured process)"
-	}
-	var order []string
-	for _, k := range []string{"a", "b", "c", "d"} {
-		if byKey[k] != nil {
-			order = append(order, k)
-		}
-	}
-	err = b.Run(order)
-	for _, k := range b.order {
-		r.Series = append(r.Series, b.series[k])
-	}
-	_ = os.RemoveAll(b.tmp)
-	r.Commands["ours push"] = "(cd .work/bench/data/<k> && bench worker push -registry 127.0.0.1:<proxy> -ref bench/ours-<k>-r<round>:v1 <title>) — `artifact.NewClient(transfer.Default() with Registry=proxy).Push(ctx, ref, []string{title}, PushOptions{})`, GOMEMLIMIT as the sidecar (40 MiB soft)"
-	r.Commands["oras push"] = "(cd .work/bench/data/<k> && oras push --plain-http 127.0.0.1:<proxy>/bench/oras-<k>-r<round>:v1 <title>)"
-	r.Commands["ours pull"] = "bench worker pull -registry 127.0.0.1:<proxy> -ref bench/ours-<k>-r<round>:v1 .work/bench/tmp/pull-ours"
-	r.Commands["oras pull"] = "oras pull --plain-http -o .work/bench/tmp/pull-oras 127.0.0.1:<proxy>/bench/ours-<k>-r<round>:v1"
-	r.Commands["re-push (e)"] = "the same push command of (b) again, right after it, to the same reference (repository and tag) — the registry already has everything"
-	r.Commands["tar"] = "(cd .work/bench/data/<k> && tar -cf .work/bench/tmp/baseline.tar <title>)"
-	r.Commands["cp"] = "(cd .work/bench/data/<k> && cp -r <title> .work/bench/tmp/baseline-cp)"
-	return err
+	logf("wrote %s and %s", resPath, out)
+	return nil
 }
 
 // tool finds a binary in .work/bin (installed by ci/install-tools.sh) or on PATH.
@@ -293,43 +252,25 @@ func sh(dir, name string, args ...string) string {
 }
 
 func machineFacts(repo, work string) map[string]string {
-	m := map[string]string{}
-	m["cores"] = fmt.Sprint(runtime.NumCPU())
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				m["cpu"] = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "MemTotal:") {
-				var kb int64
-				fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(l, "MemTotal:")), &kb)
-				m["memory"] = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
-			}
-		}
-	}
 	_ = os.MkdirAll(work, 0o755)
-	m["disk"] = lastLines(sh(work, "df", "-hT", "."), 1)
-	if dev := strings.Fields(m["disk"]); len(dev) > 0 {
-		name := filepath.Base(dev[0])
-		rot := sh("", "cat", "/sys/block/"+name+"/queue/rotational")
-		m["disk"] += fmt.Sprintf(" (rotational=%s)", rot)
+	m := map[string]string{"cores": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version(), "oras": "?",
+		"rss": "GNU time -f %M (ru_maxrss of the measured process)"}
+	for k, c := range map[string]string{
+		"cpu":    `grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-`,
+		"memory": `awk '/^MemTotal:/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo`,
+		"disk":   `d=$(df -hT . | tail -1); echo "$d (rotational=$(cat /sys/block/$(basename ${d%% *})/queue/rotational))"`,
+		"kernel": "uname -srm",
+		"tar":    "tar --version | head -1",
+		"cp":     "cp --version | head -1",
+	} {
+		m[k] = sh(work, "bash", "-c", c)
 	}
-	m["kernel"] = sh("", "uname", "-srm")
-	m["go"] = runtime.Version()
-	m["oras"] = "?"
 	if p, err := tool(repo, "oras"); err == nil {
 		m["oras"] = strings.ReplaceAll(lastLines(sh("", p, "version"), 3), "\n", "; ")
 	}
 	if p, err := tool(repo, "registry"); err == nil {
 		m["registry"] = sh("", p, "--version")
 	}
-	m["tar"] = strings.SplitN(sh("", "tar", "--version"), "\n", 2)[0]
-	m["cp"] = strings.SplitN(sh("", "cp", "--version"), "\n", 2)[0]
 	m["commit"] = sh(repo, "git", "rev-parse", "--short", "HEAD")
 	if st := sh(repo, "git", "status", "--porcelain", "--", "sidecar", "ci/bench"); st != "" && st != "?" {
 		m["commit"] += " (with uncommitted changes in sidecar/ or ci/bench/)"

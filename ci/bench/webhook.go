@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,25 +32,31 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+type webhookResult struct {
+	stamp
+	Handler handlerBench `json:"handler"`
+	Load    webhookLoad  `json:"load"`
+}
+
 type handlerBench struct {
 	Command     string    `json:"command"`
 	NsPerOp     []float64 `json:"nsPerOp"`
 	BytesPerOp  float64   `json:"bytesPerOp"`
 	AllocsPerOp float64   `json:"allocsPerOp"`
-	Raw         string    `json:"raw"`
 	Error       string    `json:"error,omitempty"`
 }
 
+func (h handlerBench) MedianNs() float64 { return median(h.NsPerOp) }
+
 var benchLine = regexp.MustCompile(`^BenchmarkWebhookHandler\S*\s+\d+\s+([\d.]+) ns/op\s+([\d.]+) B/op\s+([\d.]+) allocs/op`)
 
-func runHandlerBench(repo string, logf func(string, ...any)) handlerBench {
+func runHandlerBench(repo string) handlerBench {
 	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkWebhookHandler$", "-benchmem", "-benchtime", "2s", "-count", "3", "./tests/go/webhook/"}
 	hb := handlerBench{Command: "go " + strings.Join(args, " ")}
 	logf("webhook handler: %s", hb.Command)
 	cmd := exec.Command("go", args...)
 	cmd.Dir = repo
 	out, err := cmd.CombinedOutput()
-	hb.Raw = string(out)
 	if err != nil {
 		hb.Error = fmt.Sprintf("%v: %s", err, lastLines(string(out), 10))
 		return hb
@@ -73,10 +78,7 @@ func runHandlerBench(repo string, logf func(string, ...any)) handlerBench {
 
 func lastLines(s string, n int) string {
 	ls := strings.Split(strings.TrimSpace(s), "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
-	}
-	return strings.Join(ls, "\n")
+	return strings.Join(ls[max(0, len(ls)-n):], "\n")
 }
 
 type loadResult struct {
@@ -94,80 +96,81 @@ type loadResult struct {
 }
 
 type webhookLoad struct {
-	Binary    string       `json:"binary"`
+	Rates     []int        `json:"rates"`
+	Secs      float64      `json:"secs"` // of each rate
+	Clients   int          `json:"clients"`
 	Results   []loadResult `json:"results"`
-	ServerRSS float64      `json:"serverRSSMiB"`
+	ServerRSS float64      `json:"serverRSSMiB"` // VmHWM of the server process
 	Error     string       `json:"error,omitempty"`
 }
 
-func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, logf func(string, ...any)) (wl webhookLoad) {
+func runWebhookLoad(repo, work string, rates []int, secs float64, clients int) webhookLoad {
+	wl := webhookLoad{Rates: rates, Secs: secs, Clients: clients}
+	if err := wl.run(repo, work); err != nil {
+		wl.Error = err.Error()
+		logf("webhook load: %s", wl.Error)
+	}
+	return wl
+}
+
+func (wl *webhookLoad) run(repo, work string) error {
 	dir := filepath.Join(work, "webhook")
 	_ = os.RemoveAll(dir)
 	certDir := filepath.Join(dir, "tls")
 	if err := os.MkdirAll(certDir, 0o755); err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	bin := filepath.Join(work, "bin", "oras-cache-webhook")
-	wl.Binary = bin
 	logf("webhook load: building %s", bin)
 	build := exec.Command("go", "build", "-o", bin, "./webhook/cmd/oras-cache-webhook")
 	build.Dir = repo
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		wl.Error = fmt.Sprintf("build: %v: %s", err, out)
-		return wl
+		return fmt.Errorf("build: %v: %s", err, out)
 	}
 	caPEM, err := writeCerts(certDir)
 	if err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
-	addrs := make([]string, 3)
+	addrs := make([]string, 3) // admission, metrics, health
 	for i := range addrs {
 		if addrs[i], err = freeAddr(); err != nil {
-			wl.Error = err.Error()
-			return wl
+			return err
 		}
 	}
 	_, port, _ := net.SplitHostPort(addrs[0])
 	// The golden tests' configuration (what the chart renders), served on loopback ports.
-	base, err := os.ReadFile(filepath.Join(repo, "tests", "go", "webhook", "testdata", "golden", "config.yaml"))
+	golden := filepath.Join(repo, "tests", "go", "webhook", "testdata", "golden")
+	base, err := os.ReadFile(filepath.Join(golden, "config.yaml"))
 	if err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	head, _, ok := strings.Cut(string(base), "\nserver:\n")
 	if !ok {
-		wl.Error = "tests/go/webhook/testdata/golden/config.yaml has no server: block"
-		return wl
+		return fmt.Errorf("tests/go/webhook/testdata/golden/config.yaml has no server: block")
 	}
 	cfg := head + fmt.Sprintf("\nserver:\n  port: %s\n  path: /mutate-v1-pod\n  certDir: %s\n  metricsAddr: %q\n  healthAddr: %q\n",
 		port, certDir, addrs[1], addrs[2])
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	logFile, err := os.Create(filepath.Join(dir, "webhook.log"))
 	if err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	defer logFile.Close()
 	cmd := exec.Command(bin, "--config", cfgPath)
 	// no cluster: an empty HOME and no KUBECONFIG (pods with a command need no image lookup)
-	env := []string{"HOME=" + dir}
+	cmd.Env = []string{"HOME=" + dir}
 	for _, e := range os.Environ() {
 		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "HOME=") && !strings.HasPrefix(e, "KUBERNETES_") {
-			env = append(env, e)
+			cmd.Env = append(cmd.Env, e)
 		}
 	}
-	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	defer func() {
 		// VmHWM: the peak RSS of the server's own memory (Go's rusage of a child it started
@@ -183,42 +186,37 @@ func runWebhookLoad(repo, work string, rates []int, secs float64, clients int, l
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	ready := false
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get("http://" + addrs[2] + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				ready = true
 				break
 			}
 		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logFile.Name())
+			return fmt.Errorf("webhook not ready within 30s: %s", lastLines(string(b), 5))
+		}
 	}
-	if !ready {
-		b, _ := os.ReadFile(logFile.Name())
-		wl.Error = "webhook not ready within 30s: " + lastLines(string(b), 5)
-		return wl
-	}
-	podYAML, err := os.ReadFile(filepath.Join(repo, "tests/go/webhook/testdata/golden/job-one-container/pod.yaml"))
+	podYAML, err := os.ReadFile(filepath.Join(golden, "job-one-container", "pod.yaml"))
 	if err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	podJSON, err := yaml.YAMLToJSON(podYAML)
 	if err != nil {
-		wl.Error = err.Error()
-		return wl
+		return err
 	}
 	url := fmt.Sprintf("https://127.0.0.1:%s/mutate-v1-pod", port)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	for _, rate := range rates {
-		r := loadRun(url, pool, podJSON, rate, int(float64(rate)*secs), clients)
+	for _, rate := range wl.Rates {
+		r := loadRun(url, pool, podJSON, rate, int(float64(rate)*wl.Secs), wl.Clients)
 		logf("  %d req/s × %d (%d clients): achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, p99 from schedule %.2f ms, errors %d %s",
-			rate, r.Requests, clients, r.Achieved, r.P50ms, r.P99ms, r.MaxMs, r.SchedP99ms, r.Errors, r.FirstError)
+			rate, r.Requests, wl.Clients, r.Achieved, r.P50ms, r.P99ms, r.MaxMs, r.SchedP99ms, r.Errors, r.FirstError)
 		wl.Results = append(wl.Results, r)
 	}
-	return wl
+	return nil
 }
 
 func review(uid string, pod []byte) []byte {
@@ -232,13 +230,6 @@ func review(uid string, pod []byte) []byte {
 // connection each, handshaken before the clock starts); request i is due at start + i/rate.
 func loadRun(url string, pool *x509.CertPool, pod []byte, rate, total, clients int) loadResult {
 	res := loadResult{Rate: rate, Requests: total, Clients: clients}
-	mk := func() *http.Client {
-		return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-			TLSClientConfig:     &tls.Config{RootCAs: pool, ServerName: "cache-oras-cache-webhook.jobs.svc", MinVersion: tls.VersionTLS12},
-			MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, ForceAttemptHTTP2: false,
-		}}
-	}
-	cl := make([]*http.Client, clients)
 	do := func(c *http.Client, uid string) error {
 		resp, err := c.Post(url, "application/json", bytes.NewReader(review(uid, pod)))
 		if err != nil {
@@ -246,66 +237,51 @@ func loadRun(url string, pool *x509.CertPool, pod []byte, rate, total, clients i
 		}
 		b, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err != nil {
-			return err
+		if err == nil && (resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"allowed":true`)) || !bytes.Contains(b, []byte(`"patch":`)) || !bytes.Contains(b, []byte(uid))) {
+			err = fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
 		}
-		if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"allowed":true`)) || !bytes.Contains(b, []byte(`"patch":`)) || !bytes.Contains(b, []byte(uid)) {
-			return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
-		}
-		return nil
+		return err
 	}
+	cl := make([]*http.Client, clients)
 	for i := range cl {
-		cl[i] = mk()
+		cl[i] = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: pool, ServerName: "cache-oras-cache-webhook.jobs.svc", MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1, ForceAttemptHTTP2: false,
+		}}
 		_ = do(cl[i], fmt.Sprintf("warm-%d", i)) // TLS handshake outside the measurement
+		defer cl[i].CloseIdleConnections()
 	}
-	lat := make([]float64, total)
-	sched := make([]float64, total)
-	errs := make([]error, total)
+	lat, sched, errs := make([]float64, total), make([]float64, total), make([]error, total)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(float64(total)/float64(rate)*float64(time.Second))+30*time.Second)
 	defer cancel()
 	start := time.Now().Add(20 * time.Millisecond)
 	var wg sync.WaitGroup
-	for w := 0; w < clients; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for w := range clients {
+		wg.Go(func() {
 			for i := w; i < total; i += clients {
 				due := start.Add(time.Duration(float64(i) / float64(rate) * float64(time.Second)))
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-				if ctx.Err() != nil {
-					errs[i] = ctx.Err()
+				time.Sleep(time.Until(due))
+				if errs[i] = ctx.Err(); errs[i] != nil {
 					continue
 				}
 				t0 := time.Now()
 				errs[i] = do(cl[w], fmt.Sprintf("00000000-0000-4000-8000-%012d", i))
-				t1 := time.Now()
-				lat[i] = t1.Sub(t0).Seconds() * 1000
-				sched[i] = t1.Sub(due).Seconds() * 1000
+				lat[i], sched[i] = time.Since(t0).Seconds()*1000, time.Since(due).Seconds()*1000
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	res.Seconds = time.Since(start).Seconds()
 	res.Achieved = float64(total) / res.Seconds
 	var ok, okSched []float64
-	for i := range total {
-		if errs[i] != nil {
-			res.Errors++
-			if res.FirstError == "" {
-				res.FirstError = errs[i].Error()
-			}
-			continue
+	for i, err := range errs {
+		if err == nil {
+			ok, okSched = append(ok, lat[i]), append(okSched, sched[i])
+		} else if res.Errors++; res.FirstError == "" {
+			res.FirstError = err.Error()
 		}
-		ok = append(ok, lat[i])
-		okSched = append(okSched, sched[i])
 	}
-	res.P50ms, res.P99ms, res.MaxMs = pct(ok, 50), pct(ok, 99), pct(ok, 100)
-	res.SchedP99ms = pct(okSched, 99)
-	for _, c := range cl {
-		c.CloseIdleConnections()
-	}
+	res.P50ms, res.P99ms, res.MaxMs, res.SchedP99ms = pct(ok, 50), pct(ok, 99), pct(ok, 100), pct(okSched, 99)
 	return res
 }
 
@@ -313,29 +289,35 @@ func pct(v []float64, p float64) float64 {
 	if len(v) == 0 {
 		return 0
 	}
-	s := slices.Clone(v)
-	sort.Float64s(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
+	s := slices.Sorted(slices.Values(v))
+	return s[min(max(int(float64(len(s))*p/100+0.5)-1, 0), len(s)-1)]
 }
 
-// writeCerts writes a CA and a serving certificate for 127.0.0.1 (tls.crt, tls.key) into dir.
+// writeCerts writes a CA and a serving certificate for 127.0.0.1 (tls.crt, tls.key) into dir and
+// returns the CA's certificate.
 func writeCerts(dir string) ([]byte, error) {
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "oras-cache bench CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caT, caT, &caKey.PublicKey, caKey)
+	cert := func(serial int64, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		t := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+		if parent == nil { // the CA
+			t.IsCA, t.BasicConstraintsValid, t.KeyUsage, parent, parentKey = true, true, x509.KeyUsageCertSign, t, key
+		} else {
+			t.DNSNames, t.IPAddresses = []string{cn}, []net.IP{net.ParseIP("127.0.0.1")}
+			t.KeyUsage, t.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, t, parent, &key.PublicKey, parentKey)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		c, err := x509.ParseCertificate(der)
+		return c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), err
+	}
+	ca, caKey, caPEM, err := cert(1, "oras-cache bench CA", nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	t := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "cache-oras-cache-webhook.jobs.svc"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"cache-oras-cache-webhook.jobs.svc"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, t, caCert, &key.PublicKey, caKey)
+	_, key, crt, err := cert(2, "cache-oras-cache-webhook.jobs.svc", ca, caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -343,8 +325,5 @@ func writeCerts(dir string) ([]byte, error) {
 	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+	return caPEM, os.WriteFile(filepath.Join(dir, "tls.crt"), crt, 0o600)
 }

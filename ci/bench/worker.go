@@ -31,49 +31,35 @@ func workerMain(args []string) int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(sidecarMemoryLimit)
 	}
-	if len(args) < 1 {
-		fmt.Fprintln(os.Stderr, "usage: bench worker push|pull -registry HOST -ref REF PATH")
-		return 2
-	}
-	fs := flag.NewFlagSet("worker "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	reg := fs.String("registry", "", "registry host:port (plain HTTP)")
 	ref := fs.String("ref", "", "repository:tag, relative to -registry")
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 1 || *reg == "" || *ref == "" {
+	if len(args) < 1 || (args[0] != "push" && args[0] != "pull") || fs.Parse(args[1:]) != nil || fs.NArg() != 1 || *reg == "" || *ref == "" {
 		fmt.Fprintln(os.Stderr, "usage: bench worker push|pull -registry HOST -ref REF PATH")
 		return 2
 	}
 	cfg := transfer.Default()
 	cfg.Registry = *reg
 	c, err := artifact.NewClient(cfg, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" { // for analysis, never set by the benchmark
+	if p := os.Getenv("BENCH_CPUPROFILE"); p != "" && err == nil { // for analysis, never set by the benchmark
 		if f, err := os.Create(p); err == nil {
 			_ = pprof.StartCPUProfile(f)
 			defer func() { pprof.StopCPUProfile(); f.Close() }()
 		}
 	}
 	var out workerResult
-	switch args[0] {
-	case "push":
-		r, err := c.Push(context.Background(), *ref, []string{fs.Arg(0)}, artifact.PushOptions{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+	if err == nil && args[0] == "push" {
+		var r contract.PushResult
+		r, err = c.Push(context.Background(), *ref, []string{fs.Arg(0)}, artifact.PushOptions{})
 		out.Push = &r
-	case "pull":
-		r, err := c.Pull(context.Background(), *ref, fs.Arg(0), artifact.PullOptions{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+	} else if err == nil {
+		var r artifact.PullResult
+		r, err = c.Pull(context.Background(), *ref, fs.Arg(0), artifact.PullOptions{})
 		out.Pull = &r
-	default:
-		fmt.Fprintln(os.Stderr, "worker: push or pull")
-		return 2
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(out)
 	return 0
