@@ -77,14 +77,6 @@ func (s *series) summarize() {
 	}
 }
 
-// secs is the median, 0 for a series that did not run.
-func (s *series) secs() float64 {
-	if s == nil {
-		return 0
-	}
-	return s.Secs
-}
-
 func (d *dataResult) Find(caseName, tool string) *series {
 	i := slices.IndexFunc(d.Series, func(s *series) bool { return s.Case == caseName && s.Tool == tool })
 	if i < 0 {

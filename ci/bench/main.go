@@ -11,6 +11,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -59,7 +61,7 @@ func run() int {
 		if *scale == 1 {
 			dir, res = filepath.Join(repo, "docs"), filepath.Join("benchmarks", "results.json")
 		}
-		*resPath, *out = cmp(*resPath, filepath.Join(dir, res)), cmp(*out, filepath.Join(dir, doc))
+		*resPath, *out = cmp.Or(*resPath, filepath.Join(dir, res)), cmp.Or(*out, filepath.Join(dir, doc))
 	}
 	if *report {
 		r, err := loadResults(*resPath)
@@ -83,11 +85,8 @@ func run() int {
 		}
 		r.Run, r.Data, r.Webhook, r.Cluster = old.Run, old.Data, old.Webhook, old.Cluster
 	}
-	stopLoad := sampleLoad(&r.Run.LoadSamples)
-	if err := os.MkdirAll(*work, 0o755); err != nil {
-		logf("%v", err)
-		return 1
-	}
+	var samples []string
+	stopLoad := sampleLoad(&samples)
 	status := 0
 	// part stamps the result of one part with when it ran
 	part := func(name string, measure func() *stamp) {
@@ -96,7 +95,7 @@ func run() int {
 		}
 		st, load := time.Now(), loadavg()
 		s := measure()
-		*s = stamp{Started: st, Secs: time.Since(st).Seconds(), Load: load + " → " + loadavg(), Commit: r.Run.Machine["commit"]}
+		*s = stamp{Started: st, Secs: time.Since(st).Seconds(), LoadAvg: load + " → " + loadavg(), Commit: r.Run.Machine["commit"]}
 	}
 	part("data", func() *stamp {
 		d, err := runData(r, repo, *work, *only)
@@ -113,8 +112,7 @@ func run() int {
 	part("webhook", func() *stamp {
 		var rates []int
 		for _, s := range strings.Split(*loadRate, ",") {
-			var n int
-			if _, err := fmt.Sscan(s, &n); err == nil && n > 0 {
+			if n, err := strconv.Atoi(s); err == nil && n > 0 {
 				rates = append(rates, n)
 			}
 		}
@@ -127,7 +125,7 @@ func run() int {
 	})
 	stopLoad()
 	if !*merge {
-		r.Run.LoadAfter = loadavg()
+		r.Run.LoadAfter, r.Run.LoadSamples = loadavg(), samples
 		start := r.Run.Started
 		if *t0 > 0 {
 			start = time.Unix(*t0, 0)
@@ -150,13 +148,6 @@ func args() string {
 		}
 	})
 	return strings.Join(a, " ")
-}
-
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 func loadResults(path string) (*results, error) {
@@ -191,7 +182,7 @@ func (r *results) save(resPath, out string) error {
 	}
 	fmt.Println("\n== targets ==")
 	for _, t := range r.Targets {
-		fmt.Printf("  %-12s %-90s %-45s %s\n", t.Status, t.Name, t.Got, "")
+		fmt.Printf("  %-12s %s: %s\n", t.Status, t.Name, t.Got)
 	}
 	logf("wrote %s and %s", resPath, out)
 	return nil
@@ -209,16 +200,10 @@ func tool(repo, name string) (string, error) {
 	return "", fmt.Errorf("%s not found in .work/bin or on PATH: run `make tools`", name)
 }
 
+// loadavg is the 1-, 5- and 15-minute load average.
 func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+	b, _ := os.ReadFile("/proc/loadavg")
+	return strings.Join(append(strings.Fields(string(b)), "?", "?", "?")[:3], " ")
 }
 
 // sampleLoad records the 1-minute load average every 30 s until stopped.

@@ -38,13 +38,14 @@ type runInfo struct {
 	LoadAfter   string            `json:"loadAfter"`
 	LoadSamples []string          `json:"loadSamples"` // 1-minute load average every 30 s
 	Machine     map[string]string `json:"machine"`
+	Note        string            `json:"note,omitempty"` // how the figures came about, when not by one plain run
 }
 
 // stamp says when a part ran and under which load.
 type stamp struct {
 	Started time.Time `json:"started"`
 	Secs    float64   `json:"secs"`
-	Load    string    `json:"load"` // 1-minute load average before → after
+	LoadAvg string    `json:"loadAvg"` // 1-, 5- and 15-minute load average before → after
 	Commit  string    `json:"commit"`
 }
 
@@ -84,13 +85,13 @@ func (r *results) summarize() {
 
 // judge computes the targets from the measurements.
 func (r *results) judge() {
-	var ts []target
-	add := func(issue int, id, name string, measured bool, value float64, ok bool, got string, a ...any) {
-		t := target{ID: id, Name: name, Issue: issue, Status: "not measured", Got: "–"}
-		if measured {
-			t.Value, t.Got, t.Status = value, fmt.Sprintf(got, a...), map[bool]string{true: "met", false: "missed"}[ok]
+	r.Targets = nil
+	add := func(issue int, id, name string, measured, ok bool, value float64, got string) {
+		status := map[bool]string{true: "met", false: "missed"}[ok]
+		if !measured {
+			status = "not measured"
 		}
-		ts = append(ts, t)
+		r.Targets = append(r.Targets, target{ID: id, Name: name, Issue: issue, Got: got, Value: value, Status: status})
 	}
 	if d := r.Data; d != nil && len(d.Series) > 0 {
 		for _, c := range []struct {
@@ -98,9 +99,11 @@ func (r *results) judge() {
 			want    float64
 		}{{"push", "b", 3}, {"push", "c", 2}, {"push", "d", 1.5}, {"push", "a", 1},
 			{"pull", "b", 1.2}, {"pull", "c", 1.2}, {"pull", "d", 1.2}, {"pull", "a", 1}} {
-			x := speedup(d.Find(c.op+" "+c.key, "ours"), d.Find(c.op+" "+c.key, "oras"))
-			add(6, c.op+"-"+c.key, fmt.Sprintf("%s (%s) %s: ≥ %.1f× the oras CLI's speed", c.op, c.key, d.What(c.key), c.want),
-				x > 0, x, x >= c.want, "%.2f×", x)
+			x, got := speedup(d.Find(c.op+" "+c.key, "ours"), d.Find(c.op+" "+c.key, "oras")), ""
+			if x > 0 {
+				got = fmt.Sprintf("%.2f×", x)
+			}
+			add(6, c.op+"-"+c.key, fmt.Sprintf("%s (%s) %s: ≥ %.1f× the oras CLI's speed", c.op, c.key, d.What(c.key), c.want), x > 0, x >= c.want, x, got)
 		}
 		if o, a := d.Find("re-push b (e)", "ours"), d.Find("re-push b (e)", "oras"); o != nil && o.Runs > 0 {
 			blob := int64(0)
@@ -109,14 +112,15 @@ func (r *results) judge() {
 					blob = max(blob, s.BlobUp)
 				}
 			}
-			add(6, "repush-bytes", "re-push (e) of unchanged (b): 0 blob bytes uploaded", true, float64(blob), blob == 0,
-				"%d (TCP upload %s incl. HTTP)", blob, human(int64(o.UpBytes)))
-			f := 0.0
-			if a != nil && a.Secs > 0 {
-				f = o.Secs / a.Secs
+			add(6, "repush-bytes", "re-push (e) of unchanged (b): 0 blob bytes uploaded", true, blob == 0, float64(blob),
+				fmt.Sprintf("%d (TCP upload %s incl. HTTP)", blob, human(int64(o.UpBytes))))
+			if a != nil && a.Runs > 0 && a.Secs > 0 {
+				f := o.Secs / a.Secs
+				add(6, "repush-time", "re-push (e) of unchanged (b): ≤ 15 % of the oras CLI's time", true, f <= 0.15, f,
+					fmt.Sprintf("%.1f %% (%.2f s vs %.2f s)", 100*f, o.Secs, a.Secs))
+			} else {
+				add(6, "repush-time", "re-push (e) of unchanged (b): ≤ 15 % of the oras CLI's time", false, false, 0, "")
 			}
-			add(6, "repush-time", "re-push (e) of unchanged (b): ≤ 15 % of the oras CLI's time", f > 0, f, f <= 0.15,
-				"%.1f %% (%.2f s vs %.2f s)", 100*f, o.Secs, a.secs())
 		}
 		worst, where := 0.0, ""
 		for _, s := range d.Series {
@@ -124,46 +128,41 @@ func (r *results) judge() {
 				worst, where = s.MaxRSSMiB, s.Case
 			}
 		}
-		add(6, "rss", "peak RSS of our data path in every push and pull above: ≤ 64 MiB", true, worst, worst <= 64, "%.1f MiB (max, %s)", worst, where)
+		add(6, "rss", "peak RSS of our data path in every push and pull above: ≤ 64 MiB", true, worst <= 64, worst,
+			fmt.Sprintf("%.1f MiB (max, %s)", worst, where))
 	}
 	if w := r.Webhook; w != nil {
-		h := w.Handler
-		ns := median(h.NsPerOp)
-		add(6, "handler", "webhook handler, typical Job pod: ≤ 50 µs/op", ns > 0, ns/1000, ns <= 50000, "%.1f µs/op, %.0f allocs/op", ns/1000, h.AllocsPerOp)
-		i := slices.IndexFunc(w.Load.Results, func(x loadResult) bool { return x.Rate == 500 })
-		var x loadResult
-		if i >= 0 {
+		ns := median(w.Handler.NsPerOp)
+		add(6, "handler", "webhook handler, typical Job pod: ≤ 50 µs/op", ns > 0, ns <= 50000, ns/1000,
+			fmt.Sprintf("%.1f µs/op, %.0f allocs/op", ns/1000, w.Handler.AllocsPerOp))
+		x := loadResult{Rate: -1}
+		if i := slices.IndexFunc(w.Load.Results, func(x loadResult) bool { return x.Rate == 500 }); i >= 0 {
 			x = w.Load.Results[i]
 		}
-		add(6, "load", "webhook over HTTPS at 500 req/s from 32 clients: p99 ≤ 5 ms, 0 errors", i >= 0, x.P99ms, x.P99ms <= 5 && x.Errors == 0,
-			"p99 %.2f ms, %d errors", x.P99ms, x.Errors)
+		add(6, "load", "webhook over HTTPS at 500 req/s from 32 clients: p99 ≤ 5 ms, 0 errors", x.Rate == 500, x.P99ms <= 5 && x.Errors == 0,
+			x.P99ms, fmt.Sprintf("p99 %.2f ms, %d errors", x.P99ms, x.Errors))
 	}
 	if c := r.Cluster; c != nil {
-		worst := 0.0
+		worst, got := 0.0, "skipped: "+c.Skipped
 		for _, x := range c.Cases {
 			worst = max(worst, x.Overhead)
 		}
-		id, name := "cluster", "per-step overhead of injection on the local cluster: ≤ 2 s over the transfer"
 		switch {
-		case len(c.Cases) == 0 && c.Failed != "":
-			add(6, id, name, true, 0, false, "failed before any case finished")
-		case len(c.Cases) == 0:
-			add(6, id, name, false, 0, false, "")
-			ts[len(ts)-1].Got = "skipped: " + c.Skipped
-		default:
-			more := ""
+		case len(c.Cases) > 0:
+			got = fmt.Sprintf("%.1f s (worst of %d cases)", worst, len(c.Cases))
 			if c.Failed != "" {
-				more = "; the run broke off before the other cases"
+				got += "; the run broke off before the other cases"
 			}
-			add(6, id, name, true, worst, worst <= 2, "%.1f s (worst of %d cases)%s", worst, len(c.Cases), more)
+		case c.Failed != "":
+			got = "failed before any case finished"
 		}
+		add(6, "cluster", "per-step overhead of injection on the local cluster: ≤ 2 s over the transfer", len(c.Cases) > 0, worst <= 2, worst, got)
 	}
-	if r.Run.TotalSecs > 0 && strings.Contains(r.Run.Parts, "data") && r.Run.Scale == 1 {
-		got := fmt.Sprintf("%.1f min", r.Run.TotalSecs/60)
+	if t := r.Run.TotalSecs; t > 0 && strings.Contains(r.Run.Parts, "data") && r.Run.Scale == 1 {
+		got := fmt.Sprintf("%.1f min", t/60)
 		if c := r.Cluster; c != nil && c.Secs > 30 {
-			got += fmt.Sprintf(" (%.1f min without the optional cluster part)", (r.Run.TotalSecs-c.Secs)/60)
+			got += fmt.Sprintf(" (%.1f min without the optional cluster part)", (t-c.Secs)/60)
 		}
-		add(6, "total", "`make bench` end to end: < 15 min", true, r.Run.TotalSecs/60, r.Run.TotalSecs < 900, "%s", got)
+		add(6, "total", "`make bench` end to end: < 15 min", true, t < 900, t/60, got)
 	}
-	r.Targets = ts
 }
