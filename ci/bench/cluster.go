@@ -69,17 +69,7 @@ func (c *clusterCase) summarize() {
 type kube struct{ kubectl, helm, kubeconfig string }
 
 func (k *kube) run(stdin []byte, name string, args ...string) (string, error) {
-	bin := map[string]string{"helm": k.helm, "kubectl": k.kubectl}[name]
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.kubeconfig)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, lastLines(string(out), 5))
-	}
-	return string(out), nil
+	return command("", []string{"KUBECONFIG=" + k.kubeconfig}, stdin, map[string]string{"helm": k.helm, "kubectl": k.kubectl}[name], args...)
 }
 
 func runCluster(repo string, reps int) *clusterResult {

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"flag"
@@ -226,14 +227,25 @@ func sampleLoad(into *[]string) func() {
 	return func() { close(stop); <-done }
 }
 
-func sh(dir, name string, args ...string) string {
+// command runs name in dir with extra environment variables and returns its combined output;
+// the error names the command and ends with the output's last lines.
+func command(dir string, env []string, stdin []byte, name string, args ...string) (string, error) {
 	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
+	cmd.Dir, cmd.Env, cmd.Stdin = dir, append(os.Environ(), env...), bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, lastLines(string(out), 10))
+	}
+	return string(out), err
+}
+
+// sh is the trimmed output of a command, "?" when it fails.
+func sh(dir, name string, args ...string) string {
+	out, err := command(dir, nil, nil, name, args...)
 	if err != nil {
 		return "?"
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(out)
 }
 
 func machineFacts(repo, work string) map[string]string {

@@ -54,14 +54,12 @@ func runHandlerBench(repo string) handlerBench {
 	args := []string{"test", "-run", "^$", "-bench", "^BenchmarkWebhookHandler$", "-benchmem", "-benchtime", "2s", "-count", "3", "./tests/go/webhook/"}
 	hb := handlerBench{Command: "go " + strings.Join(args, " ")}
 	logf("webhook handler: %s", hb.Command)
-	cmd := exec.Command("go", args...)
-	cmd.Dir = repo
-	out, err := cmd.CombinedOutput()
+	out, err := command(repo, nil, nil, "go", args...)
 	if err != nil {
-		hb.Error = fmt.Sprintf("%v: %s", err, lastLines(string(out), 10))
+		hb.Error = err.Error()
 		return hb
 	}
-	for _, l := range strings.Split(string(out), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		if m := benchLine.FindStringSubmatch(l); m != nil {
 			ns, _ := strconv.ParseFloat(m[1], 64)
 			hb.NsPerOp = append(hb.NsPerOp, ns)
@@ -71,7 +69,7 @@ func runHandlerBench(repo string) handlerBench {
 		}
 	}
 	if len(hb.NsPerOp) == 0 {
-		hb.Error = "no benchmark line in the output: " + lastLines(string(out), 10)
+		hb.Error = "no benchmark line in the output: " + lastLines(out, 10)
 	}
 	return hb
 }
@@ -122,11 +120,8 @@ func (wl *webhookLoad) run(repo, work string) error {
 	}
 	bin := filepath.Join(work, "bin", "oras-cache-webhook")
 	logf("webhook load: building %s", bin)
-	build := exec.Command("go", "build", "-o", bin, "./webhook/cmd/oras-cache-webhook")
-	build.Dir = repo
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build: %v: %s", err, out)
+	if _, err := command(repo, []string{"CGO_ENABLED=0"}, nil, "go", "build", "-o", bin, "./webhook/cmd/oras-cache-webhook"); err != nil {
+		return err
 	}
 	caPEM, err := writeCerts(certDir)
 	if err != nil {
